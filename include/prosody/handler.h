@@ -1,0 +1,43 @@
+// File: prosody/handler.h
+//
+// The user's event handler. `on_message` is called once per record, never
+// concurrently for the same key, concurrently across keys, on the engine's
+// worker threads. Return ok_status() on success or an Error whose class tells
+// the engine what to do:
+//   transient  -> retried with backoff (pipeline: forever; low_latency:
+//                 max_retries, then the failure topic; best_effort: logged)
+//   permanent  -> not retried (logged; low_latency: failure topic)
+//   terminal   -> the partition stops; is_stalled() reports it
+// A handler that throws is caught at the boundary: the exception is turned
+// into an error by `classify_exception` (transient unless told otherwise).
+//
+// Thread safety: called concurrently from several worker threads.
+#pragma once
+
+#include <exception>
+#include <string>
+
+#include "prosody/context.h"
+#include "prosody/message.h"
+#include "prosody/result.h"
+
+namespace prosody {
+
+using HandlerResult = Status;
+
+class EventHandler {
+ public:
+  virtual ~EventHandler() = default;
+
+  virtual HandlerResult on_message(Context& context, const Message& message) = 0;
+
+  // Override to mark errors permanent that the handler returned as
+  // transient (e.g. by inspecting the message text or code).
+  virtual bool is_permanent(const Error& error) const { return error.is_permanent(); }
+
+  // Maps an exception escaping on_message to an error. Default: transient,
+  // carrying what() for std::exception.
+  virtual Error classify_exception(std::exception_ptr exception) const;
+};
+
+}  // namespace prosody

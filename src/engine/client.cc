@@ -1,0 +1,211 @@
+// prosody::Client: the producer plus the consumer-engine state machine.
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/consumer_engine.h"
+#include "kafka/metadata.h"
+#include "kafka/mock_cluster.h"
+#include "kafka/producer.h"
+#include "prosody/client.h"
+#include "prosody/logging.h"
+#include "telemetry/probe_server.h"
+
+namespace prosody {
+
+std::string_view to_string(ConsumerState s) noexcept {
+  switch (s) {
+    case ConsumerState::unconfigured: return "unconfigured";
+    case ConsumerState::configuration_failed: return "configuration_failed";
+    case ConsumerState::configured: return "configured";
+    case ConsumerState::running: return "running";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+class ClientImpl final : public Client {
+ public:
+  ClientImpl(Config config, std::shared_ptr<Clock> clock)
+      : config_(std::move(config)), clock_(clock ? std::move(clock) : system_clock()) {
+    const auto valid = config_.validate();
+    if (!valid) {
+      config_error_.emplace(valid.error());
+      state_ = ConsumerState::configuration_failed;
+    } else {
+      state_ = ConsumerState::configured;
+    }
+    for (const auto& name : config_.inactive_options_in_use()) {
+      prosody::logger()->warn(
+          "option '{}' is set but its feature is not active in this version of prosody-cpp (see README)", name);
+    }
+  }
+
+  ~ClientImpl() override { (void)unsubscribe(); }
+
+  Status subscribe(std::shared_ptr<EventHandler> handler) override {
+    std::lock_guard l(mutex_);
+    if (!handler) return Error::permanent("subscribe: handler is null", ErrorCode::invalid_argument);
+    if (config_error_) return *config_error_;
+    if (auto s = config_.validate_for_consumer(); !s) {
+      state_ = ConsumerState::configuration_failed;
+      return s;
+    }
+    if (engine_) return Error::permanent("subscribe: already subscribed; unsubscribe first", ErrorCode::invalid_state);
+    auto bootstrap = bootstrap_servers();
+    if (!bootstrap) return std::move(bootstrap).error();
+    if (config_.mock()) {
+      for (const auto& t : config_.subscribed_topics()) {
+        if (t.empty() || t[0] == '^') continue;
+        if (auto s = kafka::MockCluster::instance().create_topic(t, config_.mock_partitions()); !s) return s;
+      }
+    } else {
+      if (auto s = kafka::check_topics_exist(producer_settings(*bootstrap), config_.subscribed_topics(),
+                                             std::chrono::seconds(30));
+          !s) {
+        return s;
+      }
+    }
+    Producer* dead_letters = nullptr;
+    if (config_.mode() == Mode::low_latency) {
+      auto p = ensure_producer();
+      if (!p) return std::move(p).error();
+      dead_letters = *p;
+      if (config_.mock() && config_.failure_topic()) {
+        if (auto s = kafka::MockCluster::instance().create_topic(*config_.failure_topic(), config_.mock_partitions()); !s) {
+          return s;
+        }
+      } else if (config_.failure_topic()) {
+        if (auto s = kafka::check_topics_exist(producer_settings(*bootstrap), {*config_.failure_topic()},
+                                               std::chrono::seconds(30));
+            !s) {
+          return s;
+        }
+      }
+    }
+    auto engine = engine::ConsumerEngine::start(engine::EngineSettings::from(config_, *bootstrap), std::move(handler),
+                                                clock_, dead_letters);
+    if (!engine) return std::move(engine).error();
+    engine_ = std::move(*engine);
+    // Probes are for orchestrated deployments: off in mock mode (as Prosody).
+    if (!config_.mock() && config_.probe_port()) {
+      probes_ = std::make_unique<telemetry::ProbeServer>();
+      auto* e = engine_.get();
+      auto s = probes_->start(*config_.probe_port(), {[e] { return e->assigned_partition_count(); },
+                                                      [e] { return e->is_stalled(); }});
+      if (!s) {
+        (void)engine_->shutdown();
+        engine_.reset();
+        probes_.reset();
+        return s;
+      }
+    }
+    state_ = ConsumerState::running;
+    return {};
+  }
+
+  Status unsubscribe() override {
+    std::lock_guard l(mutex_);
+    if (!engine_) return {};
+    if (probes_) probes_->stop();
+    probes_.reset();
+    auto s = engine_->shutdown();
+    last_stats_ = engine_->stats();
+    engine_.reset();
+    state_ = ConsumerState::configured;
+    return s;
+  }
+
+  ConsumerState consumer_state() const override {
+    std::lock_guard l(mutex_);
+    return state_;
+  }
+  std::size_t assigned_partition_count() const override {
+    std::lock_guard l(mutex_);
+    return engine_ ? engine_->assigned_partition_count() : 0;
+  }
+  bool is_stalled() const override {
+    std::lock_guard l(mutex_);
+    return engine_ && engine_->is_stalled();
+  }
+  std::string source_system() const override { return config_.effective_source_system(); }
+  ConsumerStats stats() const override {
+    std::lock_guard l(mutex_);
+    return engine_ ? engine_->stats() : last_stats_;
+  }
+
+  Result<Delivery> send(std::string_view topic, std::string_view key, std::string_view payload, const Headers& headers,
+                        std::stop_token stop) override {
+    auto p = producer();
+    if (!p) return std::move(p).error();
+    return (*p)->send(topic, key, payload, headers, std::move(stop));
+  }
+
+  Result<Producer*> producer() override {
+    std::lock_guard l(producer_mutex_);
+    return ensure_producer_locked();
+  }
+
+ private:
+  Result<Producer*> ensure_producer() {
+    std::lock_guard l(producer_mutex_);
+    return ensure_producer_locked();
+  }
+
+  Result<Producer*> ensure_producer_locked() {
+    if (producer_) return producer_.get();
+    if (auto s = config_.validate(); !s) return std::move(s).error();
+    auto bootstrap = bootstrap_servers();
+    if (!bootstrap) return std::move(bootstrap).error();
+    auto p = kafka::KafkaProducer::create(producer_settings(*bootstrap), config_.effective_source_system(),
+                                          config_.send_timeout(), clock_);
+    if (!p) return std::move(p).error();
+    producer_ = std::move(*p);
+    return producer_.get();
+  }
+
+  Result<std::string> bootstrap_servers() const {
+    if (config_.mock()) return kafka::MockCluster::instance().bootstrap_servers();
+    const auto& servers = config_.bootstrap_servers();
+    if (servers.empty()) {
+      return Error::permanent("bootstrap_servers is not set (PROSODY_BOOTSTRAP_SERVERS)", ErrorCode::invalid_config);
+    }
+    return join(servers);
+  }
+
+  kafka::ProducerSettings producer_settings(const std::string& bootstrap) const {
+    kafka::ProducerSettings s;
+    s.bootstrap_servers = bootstrap;
+    s.client_id = config_.client_id();
+    for (const auto& [k, v] : config_.kafka_properties()) s.kafka_properties.emplace_back(k, v);
+    return s;
+  }
+
+  const Config config_;
+  const std::shared_ptr<Clock> clock_;
+  std::optional<Error> config_error_;
+
+  mutable std::mutex mutex_;
+  ConsumerState state_ = ConsumerState::unconfigured;       // guarded by mutex_
+  std::unique_ptr<engine::ConsumerEngine> engine_;          // guarded by mutex_
+  std::unique_ptr<telemetry::ProbeServer> probes_;          // guarded by mutex_
+  ConsumerStats last_stats_;                                // guarded by mutex_
+
+  std::mutex producer_mutex_;
+  std::unique_ptr<kafka::KafkaProducer> producer_;  // guarded by producer_mutex_
+};
+
+}  // namespace
+
+std::shared_ptr<Client> Client::create(Config config, std::shared_ptr<Clock> clock) {
+  return std::make_shared<ClientImpl>(std::move(config), std::move(clock));
+}
+
+}  // namespace prosody

@@ -1,0 +1,67 @@
+// One worker's in-flight handler invocation: what it runs, since when, and
+// the cancellation source the engine fires on timeout, revoke or shutdown.
+// Context (public) is a thin view over a slot.
+//
+// Thread safety: the worker begins/ends invocations; the poll thread and
+// the revoke path read the slot and request cancellation, all under `mutex`.
+// The handler reads stop_token/reason through Context without the lock
+// (the token is copied under the lock; the reason is atomic).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
+
+#include "engine/record.h"
+#include "prosody/context.h"
+
+namespace prosody::engine {
+struct PartitionState;
+}
+
+namespace prosody::detail {
+
+struct InvocationSlot {
+  std::mutex mutex;
+  std::stop_source stop{std::nostopstate};     // guarded by mutex
+  std::atomic<int> reason{0};                  // CancelReason
+  std::chrono::steady_clock::time_point started{};  // guarded by mutex
+  bool active = false;                         // guarded by mutex
+  const Record* record = nullptr;              // guarded by mutex
+  const engine::PartitionState* partition = nullptr;  // guarded by mutex
+  int attempt = 0;
+
+  void begin(const Record& r, const engine::PartitionState& p, int attempt_no, std::chrono::steady_clock::time_point now) {
+    std::lock_guard l(mutex);
+    stop = std::stop_source();
+    reason.store(0, std::memory_order_relaxed);
+    started = now;
+    active = true;
+    record = &r;
+    partition = &p;
+    attempt = attempt_no;
+  }
+  void end() {
+    std::lock_guard l(mutex);
+    active = false;
+    stop = std::stop_source(std::nostopstate);
+    record = nullptr;
+    partition = nullptr;
+  }
+  // Requests cancellation if active (and, if given, running on `p`).
+  bool cancel(CancelReason why, const engine::PartitionState* p = nullptr) {
+    std::lock_guard l(mutex);
+    if (!active || (p && partition != p) || stop.stop_requested()) return false;
+    reason.store(static_cast<int>(why), std::memory_order_relaxed);
+    stop.request_stop();
+    return true;
+  }
+  std::stop_token token() {
+    std::lock_guard l(mutex);
+    return stop.get_token();
+  }
+};
+
+}  // namespace prosody::detail

@@ -1,0 +1,69 @@
+// Everything the engine keeps for one assigned partition: the offset
+// tracker, the per-key FIFO queues, and the bounds that decide when the
+// partition must stop being read.
+//
+// Bounds (never exceeded):
+//   uncommitted records (taken, not yet below the commit position) <= max_uncommitted
+//   records waiting in one key's queue (not running)                <= max_enqueued_per_key
+// A record whose key queue is full is parked in `blocked`; while a record is
+// parked the partition is not read (head-of-line), so nothing is dropped.
+//
+// Thread safety: fields marked "guarded" need `mutex`. The poll thread owns
+// the fields marked "poll thread".
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "engine/offset_tracker.h"
+#include "engine/record.h"
+#include "kafka/handles.h"
+
+namespace prosody::engine {
+
+struct KeyQueue {
+  Key key;
+  std::deque<detail::RecordPtr> pending;  // waiting, not running
+  bool scheduled = false;                 // in the ready queue or running
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct PartitionState {
+  PartitionState(Topic t, Partition p) : topic(std::move(t)), partition(p) {}
+
+  const Topic topic;
+  const Partition partition;
+
+  std::mutex mutex;
+  std::condition_variable idle;  // signalled when in_flight drops to 0 after revoke
+  OffsetTracker tracker;                                                            // guarded
+  std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>> keys;  // guarded
+  detail::RecordPtr blocked;  // guarded: parked because its key queue was full
+  int in_flight = 0;          // guarded
+  bool revoked = false;       // guarded
+  bool halted = false;        // guarded: a terminal error stopped the partition
+  std::string halt_reason;    // guarded
+
+  // Fired on revoke: cuts retry backoffs short.
+  std::stop_source revoke_source;
+  std::atomic<bool> commit_dirty{false};
+
+  // Poll thread only.
+  kafka::QueueHandle queue;
+  bool paused = false;
+  std::int64_t stored_position = -1;
+};
+
+}  // namespace prosody::engine

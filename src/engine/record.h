@@ -1,0 +1,44 @@
+// The engine's view of one consumed record. It owns the librdkafka message
+// (no copy of the payload is made) and the decoded payload. A Record is
+// touched by one thread at a time: the poll thread fills it, hands it over
+// under the partition mutex, and one worker processes it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kafka/handles.h"
+#include "prosody/message.h"
+#include "prosody/types.h"
+
+namespace prosody::detail {
+
+struct Record {
+  kafka::MessageHandle raw;
+  const Topic* topic = nullptr;  // owned by the partition state, which outlives the record
+  Partition partition;
+  Offset offset;
+  Key key;
+  std::chrono::system_clock::time_point timestamp;
+  bool key_is_valid_utf8 = true;
+  nlohmann::json payload;                  // filled by the worker's decode step
+  mutable std::optional<Headers> headers;  // parsed on first use
+
+  std::string_view raw_payload() const {
+    if (!raw || !raw->payload) return {};
+    return {static_cast<const char*>(raw->payload), raw->len};
+  }
+  const Headers& all_headers() const;
+  std::optional<std::string_view> find_header(std::string_view name) const;
+};
+
+using RecordPtr = std::unique_ptr<Record>;
+
+// Builds a record from a consumed message (takes ownership).
+RecordPtr make_record(kafka::MessageHandle message, const Topic* topic);
+
+}  // namespace prosody::detail

@@ -1,0 +1,105 @@
+#include "kafka/client_config.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/consumer_engine.h"
+#include "prosody/logging.h"
+
+namespace prosody::kafka {
+namespace {
+
+bool is_secret(const std::string& name) {
+  for (const char* s : {"password", "secret", "sasl.jaas", "sasl.oauthbearer", "ssl.key"}) {
+    if (name.find(s) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  auto l = prosody::logger();
+  const auto lvl = level <= 3 ? spdlog::level::err : level <= 4 ? spdlog::level::warn
+                 : level <= 6 ? spdlog::level::info : spdlog::level::debug;
+  l->log(lvl, "librdkafka {}: {}", fac, buf);
+}
+
+Status set_properties(rd_kafka_conf_t* conf, const std::vector<std::pair<std::string, std::string>>& props) {
+  for (const auto& [k, v] : props) {
+    if (auto s = set_property(conf, k, v); !s) return s;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string default_client_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "prosody";
+  return host;
+}
+
+Status set_property(rd_kafka_conf_t* conf, const std::string& name, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    return Error::permanent("Kafka property '" + name + "' = '" + (is_secret(name) ? "[redacted]" : value) +
+                                "' rejected: " + err,
+                            ErrorCode::invalid_config);
+  }
+  return {};
+}
+
+void install_log_callback(rd_kafka_conf_t* conf) { rd_kafka_conf_set_log_cb(conf, &log_cb); }
+
+Result<ConfHandle> consumer_conf(const engine::EngineSettings& s) {
+  ConfHandle conf(rd_kafka_conf_new());
+  install_log_callback(conf.get());
+  const std::vector<std::pair<std::string, std::string>> defaults = {
+      {"bootstrap.servers", s.bootstrap_servers},
+      {"group.id", s.group_id},
+      {"client.id", s.client_id.empty() ? default_client_id() : s.client_id},
+      // We store offsets ourselves (the contiguous completed prefix) and let
+      // librdkafka commit the stored ones on its interval.
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", std::to_string(s.commit_interval.count())},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.partition.eof", "false"},
+      {"allow.auto.create.topics", "false"},
+      // Keep librdkafka's prefetch modest: the engine holds the real buffer.
+      {"queued.max.messages.kbytes", "16384"},
+  };
+  if (auto st = set_properties(conf.get(), defaults); !st) return std::move(st).error();
+  if (auto st = set_properties(conf.get(), s.kafka_properties); !st) return std::move(st).error();
+  return Result<ConfHandle>(std::move(conf));
+}
+
+Result<ConfHandle> producer_conf(const ProducerSettings& s) {
+  ConfHandle conf(rd_kafka_conf_new());
+  install_log_callback(conf.get());
+  std::vector<std::pair<std::string, std::string>> defaults = {
+      {"bootstrap.servers", s.bootstrap_servers},
+      {"client.id", s.client_id.empty() ? default_client_id() : s.client_id},
+      {"enable.idempotence", s.idempotent ? "true" : "false"},
+      {"compression.codec", "lz4"},
+      // The Java client's partitioner (murmur2): a key lands on the same
+      // partition whichever client produced it, so per-key order holds in a
+      // topic written by Java, kafkajs and prosody-cpp producers alike.
+      {"partitioner", "murmur2_random"},
+  };
+  if (auto st = set_properties(conf.get(), defaults); !st) return std::move(st).error();
+  // Consumer-only pass-through properties would make librdkafka warn on a
+  // producer; skip the well-known consumer ones.
+  for (const auto& [k, v] : s.kafka_properties) {
+    if (k == "session.timeout.ms" || k == "heartbeat.interval.ms" || k == "max.poll.interval.ms" ||
+        k == "auto.offset.reset" || k == "fetch.wait.max.ms" || k.rfind("partition.assignment", 0) == 0 ||
+        k == "group.instance.id" || k == "queued.max.messages.kbytes" || k == "fetch.min.bytes") {
+      continue;
+    }
+    if (auto st = set_property(conf.get(), k, v); !st) return std::move(st).error();
+  }
+  return Result<ConfHandle>(std::move(conf));
+}
+
+}  // namespace prosody::kafka

@@ -1,0 +1,174 @@
+#include "kafka/producer.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "prosody/logging.h"
+
+namespace prosody::kafka {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Per-record delivery state: either a callback (async) or a waiter (sync).
+struct DeliveryState {
+  DeliveryCallback callback;
+};
+
+// Shared between a blocking sender and the delivery thread; the sender may
+// stop waiting (stop token) and leave, so the state is reference counted.
+struct Waiter {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::optional<Result<Delivery>> outcome;  // guarded by mutex
+};
+
+ErrorClass classify(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+      return ErrorClass::terminal;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return ErrorClass::permanent;
+    default:
+      return ErrorClass::transient;
+  }
+}
+
+ErrorCode code_for(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL: return ErrorCode::queue_full;
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return ErrorCode::topic_missing;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT: return ErrorCode::timed_out;
+    default: return ErrorCode::kafka;
+  }
+}
+
+Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_view what) {
+  return Error(classify(err), code_for(err),
+               std::string(what) + " to topic '" + std::string(topic) + "': " + rd_kafka_err2str(err));
+}
+
+}  // namespace
+
+KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock)
+    : source_system_(std::move(source_system)), send_timeout_(send_timeout), clock_(std::move(clock)) {}
+
+KafkaProducer::~KafkaProducer() {
+  if (handle_) {
+    if (rd_kafka_flush(handle_.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      prosody::logger()->warn("producer closed with {} record(s) undelivered", rd_kafka_outq_len(handle_.get()));
+    }
+  }
+  stop_.request_stop();
+  if (poller_.joinable()) poller_.join();
+}
+
+Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const ProducerSettings& settings,
+                                                             std::string source_system, milliseconds send_timeout,
+                                                             std::shared_ptr<Clock> clock) {
+  auto conf = producer_conf(settings);
+  if (!conf) return std::move(conf).error();
+  rd_kafka_conf_set_dr_msg_cb(conf->get(), &KafkaProducer::on_delivery);
+  char err[512];
+  auto p = std::unique_ptr<KafkaProducer>(new KafkaProducer(std::move(source_system), send_timeout, std::move(clock)));
+  p->handle_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), err, sizeof err));
+  if (!p->handle_) return Error::permanent(std::string("cannot create Kafka producer: ") + err, ErrorCode::invalid_config);
+  // Delivery reports are served on our own thread, never on a caller's.
+  p->poller_ = std::jthread([raw = p->handle_.get(), token = p->stop_.get_token()] {
+    while (!token.stop_requested()) rd_kafka_poll(raw, 50);
+    rd_kafka_poll(raw, 0);
+  });
+  return p;
+}
+
+void KafkaProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  std::unique_ptr<DeliveryCallback> cb(static_cast<DeliveryCallback*>(m->_private));
+  if (!cb) return;
+  const char* topic = rd_kafka_topic_name(m->rkt);
+  if (m->err) {
+    (*cb)(kafka_error(m->err, topic, "delivery"));
+  } else {
+    (*cb)(Delivery{topic, Partition{m->partition}, Offset{m->offset}});
+  }
+}
+
+Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std::string_view payload,
+                              const Headers& headers, DeliveryCallback on_delivery) {
+  const std::string topic_name(topic);
+  const auto deadline = clock_->now() + send_timeout_;
+  for (;;) {
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size() + 1);
+    rd_kafka_header_add(hdrs, "source-system", -1, source_system_.data(), static_cast<ssize_t>(source_system_.size()));
+    for (const auto& h : headers) {
+      if (h.name == "source-system") continue;  // ours wins: it drives loop prevention
+      rd_kafka_header_add(hdrs, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                          static_cast<ssize_t>(h.value.size()));
+    }
+    auto* cb = new DeliveryCallback(on_delivery);
+    const auto err = rd_kafka_producev(
+        handle_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(cb), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};  // librdkafka owns hdrs now
+    rd_kafka_headers_destroy(hdrs);
+    delete cb;
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return kafka_error(err, topic, "cannot send");
+    if (clock_->now() >= deadline) {
+      return Error::transient("producer queue full for " + std::to_string(send_timeout_.count()) +
+                                  " ms (send_timeout) sending to topic '" + topic_name + "'",
+                              ErrorCode::queue_full);
+    }
+    clock_->sleep_for(milliseconds(5), stop_.get_token());
+  }
+}
+
+Result<Delivery> KafkaProducer::send(std::string_view topic, std::string_view key, std::string_view payload,
+                                     const Headers& headers, std::stop_token stop) {
+  auto waiter = std::make_shared<Waiter>();
+  auto s = enqueue(topic, key, payload, headers, [waiter](Result<Delivery> r) {
+    {
+      std::lock_guard l(waiter->mutex);
+      waiter->outcome.emplace(std::move(r));
+    }
+    waiter->cv.notify_all();
+  });
+  if (!s) return std::move(s).error();
+  std::unique_lock l(waiter->mutex);
+  waiter->cv.wait(l, stop, [&] { return waiter->outcome.has_value(); });
+  if (!waiter->outcome) {
+    return Error::transient("stopped waiting for delivery to topic '" + std::string(topic) +
+                                "' (the record may still be delivered)",
+                            ErrorCode::cancelled);
+  }
+  return std::move(*waiter->outcome);
+}
+
+Status KafkaProducer::send_async(std::string_view topic, std::string_view key, std::string_view payload,
+                                 const Headers& headers, DeliveryCallback on_delivery) {
+  return enqueue(topic, key, payload, headers, std::move(on_delivery));
+}
+
+Status KafkaProducer::flush(milliseconds timeout) {
+  const auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Error::transient(std::to_string(rd_kafka_outq_len(handle_.get())) + " record(s) still undelivered after " +
+                                std::to_string(timeout.count()) + " ms",
+                            ErrorCode::timed_out);
+  }
+  return {};
+}
+
+}  // namespace prosody::kafka

@@ -1,0 +1,158 @@
+// The engine against a real Apache Kafka broker (started by scripts/kafka;
+// its address comes in PROSODY_IT_BOOTSTRAP). Everything that can differ
+// from the mock cluster: ordering across 8 partitions and 10k keys, group
+// rebalances with two and three members, restart without loss, committed
+// positions as the broker reports them, and missing topics.
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "support/kafka_admin.h"
+#include "support/test_support.h"
+
+namespace prosody {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RecordingHandler;
+using testing::unique_name;
+using testing::wait_until;
+
+std::string bootstrap() {
+  const char* b = std::getenv("PROSODY_IT_BOOTSTRAP");
+  return b ? b : "";
+}
+
+class RealKafka : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Fail, never skip: a missing broker must be loud.
+    ASSERT_FALSE(bootstrap().empty()) << "PROSODY_IT_BOOTSTRAP is not set: run the suite through scripts/test, "
+                                         "which starts a real Kafka broker";
+  }
+
+  std::string make_topic(int partitions) {
+    auto name = unique_name("it");
+    auto err = testing::create_topic(bootstrap(), name, partitions);
+    EXPECT_EQ(err, "") << "cannot create topic " << name;
+    return name;
+  }
+
+  static Config consumer_config(const std::string& topic, const std::string& group) {
+    Config c;
+    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()})
+        .with_group_id(group)
+        .with_subscribed_topics(std::vector<std::string>{topic})
+        .with_probe_port(std::nullopt)
+        .with_poll_interval(20ms)
+        .with_commit_interval(200ms)
+        .with_shutdown_timeout(20s)
+        .with_kafka_property("session.timeout.ms", "6000")
+        .with_kafka_property("heartbeat.interval.ms", "500");
+    return c;
+  }
+
+  std::shared_ptr<Client> producer_client() {
+    Config c;
+    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()}).with_source_system("it-producer");
+    return Client::create(c);
+  }
+};
+
+TEST_F(RealKafka, PerKeyOrderAcrossEightPartitionsAndTenThousandKeys) {
+  const auto topic = make_topic(8);
+  const auto group = unique_name("g");
+  auto consumer = Client::create(consumer_config(topic, group).with_max_concurrency(32));
+  auto handler = std::make_shared<RecordingHandler>();
+  ASSERT_TRUE(consumer->subscribe(handler));
+  auto prod = producer_client();
+  auto p = prod->producer();
+  ASSERT_TRUE(p);
+  const long n = 50000;
+  ASSERT_EQ(testing::produce_sequenced(**p, topic, n, 10000), n);
+  ASSERT_TRUE(wait_until([&] { return handler->unique_count() == static_cast<std::size_t>(n); }, 180s))
+      << handler->unique_count();
+  ASSERT_TRUE(consumer->unsubscribe());
+  EXPECT_EQ(handler->violations(), 0);
+  EXPECT_EQ(handler->overlaps(), 0);
+  EXPECT_EQ(handler->duplicates(), 0);
+  // The broker holds the final positions: every partition fully committed.
+  auto committed = testing::committed_offsets(bootstrap(), topic, group, 8);
+  long total = 0;
+  for (auto& [part, off] : committed) total += std::max(off, 0L);
+  EXPECT_EQ(total, n);
+}
+
+TEST_F(RealKafka, ConsumersJoiningAndLeavingLoseNothing) {
+  const auto topic = make_topic(6);
+  const auto group = unique_name("g");
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->before = [](const Message&) { std::this_thread::sleep_for(100us); };
+  auto prod = producer_client();
+  auto p = prod->producer();
+  ASSERT_TRUE(p);
+  std::vector<int> seqs;
+  const long batch = 4000;
+  long produced = 0;
+  auto produce = [&] {
+    ASSERT_EQ(testing::produce_sequenced(**p, topic, batch, 300, produced, &seqs), batch);
+    produced += batch;
+  };
+  auto c1 = Client::create(consumer_config(topic, group));
+  ASSERT_TRUE(c1->subscribe(handler));
+  produce();
+  auto c2 = Client::create(consumer_config(topic, group));
+  ASSERT_TRUE(c2->subscribe(handler));
+  produce();
+  auto c3 = Client::create(consumer_config(topic, group));
+  ASSERT_TRUE(c3->subscribe(handler));
+  ASSERT_TRUE(wait_until([&] { return c3->assigned_partition_count() > 0; }, 60s));
+  produce();
+  ASSERT_TRUE(c1->unsubscribe());
+  produce();
+  ASSERT_TRUE(c2->unsubscribe());
+  produce();
+  ASSERT_TRUE(wait_until([&] { return handler->unique_count() == static_cast<std::size_t>(produced); }, 180s))
+      << handler->unique_count() << " of " << produced;
+  EXPECT_EQ(c3->assigned_partition_count(), 6u);
+  ASSERT_TRUE(c3->unsubscribe());
+  EXPECT_EQ(handler->overlaps(), 0);
+  EXPECT_EQ(handler->violations(), 0);
+  EXPECT_EQ(handler->duplicates(), 0) << "revoked partitions should be committed in the rebalance callback";
+}
+
+TEST_F(RealKafka, RestartMidStreamLosesNothing) {
+  const auto topic = make_topic(4);
+  const auto group = unique_name("g");
+  auto prod = producer_client();
+  auto p = prod->producer();
+  ASSERT_TRUE(p);
+  const long n = 8000;
+  ASSERT_EQ(testing::produce_sequenced(**p, topic, n, 200), n);
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->before = [](const Message&) { std::this_thread::sleep_for(200us); };
+  {
+    auto c = Client::create(consumer_config(topic, group));
+    ASSERT_TRUE(c->subscribe(handler));
+    ASSERT_TRUE(wait_until([&] { return handler->unique_count() > 2000; }, 60s));
+    ASSERT_TRUE(c->unsubscribe());
+  }
+  auto c = Client::create(consumer_config(topic, group));
+  ASSERT_TRUE(c->subscribe(handler));
+  ASSERT_TRUE(wait_until([&] { return handler->unique_count() == static_cast<std::size_t>(n); }, 120s));
+  ASSERT_TRUE(c->unsubscribe());
+  EXPECT_EQ(handler->duplicates(), 0);
+  EXPECT_EQ(handler->violations(), 0);
+}
+
+TEST_F(RealKafka, MissingTopicIsAClearErrorNamingIt) {
+  const auto missing = unique_name("no-such-topic");
+  auto c = Client::create(consumer_config(missing, unique_name("g")));
+  auto s = c->subscribe(std::make_shared<RecordingHandler>());
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), ErrorCode::topic_missing);
+  EXPECT_NE(s.error().message().find(missing), std::string::npos) << s.error().message();
+}
+
+}  // namespace
+}  // namespace prosody
