@@ -43,7 +43,7 @@ class OrderCheckingHandler final : public EventHandler {
     const int seq = p.value("seq", -1);
     {
       std::lock_guard l(mutex_);
-      auto& last = last_seq_[m.key()];
+      auto& last = last_seq_.try_emplace(m.key(), -1).first->second;
       if (seq != last + 1) ++violations_;
       last = seq;
       if (shown(m.key())) {

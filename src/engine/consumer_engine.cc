@@ -43,6 +43,17 @@ void erase_key(PartitionState& p, KeyQueue* kq) {
   if (it != p.keys.end() && it->second.get() == kq) p.keys.erase(it);
 }
 
+// The key's queue, created on first use. Caller holds p.mutex.
+KeyQueue& key_queue(PartitionState& p, const Key& key) {
+  auto it = p.keys.find(key);
+  if (it == p.keys.end()) {
+    auto kq = std::make_unique<KeyQueue>();
+    kq->key = key;
+    it = p.keys.emplace(kq->key, std::move(kq)).first;
+  }
+  return *it->second;
+}
+
 bool type_allowed(const std::vector<std::string>& prefixes, const nlohmann::json& payload) {
   if (prefixes.empty() || !payload.is_object()) return true;
   auto it = payload.find("type");
@@ -92,6 +103,7 @@ class Engine final : public ConsumerEngine {
 
   // Workers.
   void worker_loop(std::size_t index);
+  bool unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready);
   Outcome process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot);
   enum class Next { retry, complete, abandon, halt, dead_letter };
   Next on_failure(detail::Record& rec, PartitionState& p, const Error& error, int attempt, std::mt19937_64& rng);
@@ -235,7 +247,7 @@ bool Engine::read_partitions() {
     int capacity;
     {
       std::lock_guard l(p->mutex);
-      const bool blocked = p->blocked || p->halted || p->revoked;
+      const bool blocked = !p->parked.empty() || p->halted || p->revoked;
       capacity = blocked ? 0 : settings_.max_uncommitted - static_cast<int>(p->tracker.uncommitted());
     }
     if (capacity > 0) {
@@ -276,15 +288,9 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
     if (p.tracker.complete(rec->offset)) p.commit_dirty = true;
     return true;
   }
-  auto it = p.keys.find(rec->key);
-  if (it == p.keys.end()) {
-    auto kq = std::make_unique<KeyQueue>();
-    kq->key = rec->key;
-    it = p.keys.emplace(kq->key, std::move(kq)).first;
-  }
-  KeyQueue& kq = *it->second;
-  if (static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) {
-    p.blocked = std::move(rec);  // the partition stops being read until this key drains
+  KeyQueue& kq = key_queue(p, rec->key);
+  if (!p.parked.empty() || static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) {
+    p.parked.push_back(std::move(rec));  // the partition stops being read until this drains
     return true;
   }
   kq.pending.push_back(std::move(rec));
@@ -297,28 +303,36 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
 }
 
 void Engine::apply_backpressure(PartitionState& p) {
-  bool full;
-  bool can_resume;
+  bool full, can_resume, halted;
   {
     std::lock_guard l(p.mutex);
     if (p.revoked) return;
     const auto unc = static_cast<int>(p.tracker.uncommitted());
-    full = p.blocked || p.halted || unc >= settings_.max_uncommitted;
+    halted = p.halted;
+    full = !p.parked.empty() || halted || unc >= settings_.max_uncommitted;
     // Hysteresis: resume once half the window is free, so a partition does
     // not flap between paused and resumed on every completion.
-    can_resume = !p.blocked && !p.halted && unc <= settings_.max_uncommitted / 2;
+    can_resume = p.parked.empty() && !halted && unc <= settings_.max_uncommitted / 2;
   }
-  if (full == p.paused || (!full && !can_resume)) return;
-  auto list = kafka::make_partition_list();
-  rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition.value());
-  if (full) {
-    rd_kafka_pause_partitions(consumer_.get(), list.get());
+  // The engine pauses by not reading the partition's queue: what librdkafka
+  // already fetched stays queued (bounded by queued.max.messages.kbytes and
+  // queued.min.messages, after which librdkafka stops fetching by itself),
+  // and reading resumes exactly where it stopped. librdkafka's own
+  // pause/resume would discard the prefetched records and re-fetch them,
+  // costing a broker round trip per cycle; it is used only for a halted
+  // partition, which will not be read again.
+  if (full && !p.paused) {
     p.paused = true;
     stats_.pauses++;
-  } else {
-    rd_kafka_resume_partitions(consumer_.get(), list.get());
+  } else if (!full && p.paused && can_resume) {
     p.paused = false;
     stats_.resumes++;
+  }
+  if (halted && !p.fetch_paused) {
+    auto list = kafka::make_partition_list();
+    rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition.value());
+    rd_kafka_pause_partitions(consumer_.get(), list.get());
+    p.fetch_paused = true;
   }
 }
 
@@ -417,7 +431,7 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
     std::lock_guard l(p->mutex);
     p->revoked = true;
     for (auto& [k, kq] : p->keys) kq->pending.clear();
-    p->blocked.reset();
+    p->parked.clear();
     p->revoke_source.request_stop();
   }
   // 2. Wait for in-flight handlers, within the shutdown budget. During
@@ -494,6 +508,26 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
 
 // ---------------------------------------------------------------- workers
 
+// Moves parked records (in arrival order) into their key queues while they
+// fit. Caller holds p.mutex. Returns true if anything moved.
+bool Engine::unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready) {
+  bool moved = false;
+  while (!p.parked.empty()) {
+    auto& rec = p.parked.front();
+    KeyQueue& kq = key_queue(p, rec->key);
+    if (static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) break;
+    kq.pending.push_back(std::move(rec));
+    p.parked.pop_front();
+    stats_.note_enqueued(kq.pending.size());
+    if (!kq.scheduled) {
+      kq.scheduled = true;
+      ready.push_back(ReadyItem{self, &kq});
+    }
+    moved = true;
+  }
+  return moved;
+}
+
 void Engine::worker_loop(std::size_t index) {
   auto& slot = slots_[index];
   while (auto item = ready_.pop()) {
@@ -501,6 +535,7 @@ void Engine::worker_loop(std::size_t index) {
     KeyQueue* kq = item->key;
     detail::RecordPtr rec;
     bool unblocked = false;
+    std::vector<ReadyItem> newly_ready;
     {
       std::lock_guard l(p.mutex);
       if (p.revoked || p.halted || kq->pending.empty()) {
@@ -510,13 +545,10 @@ void Engine::worker_loop(std::size_t index) {
       }
       rec = std::move(kq->pending.front());
       kq->pending.pop_front();
-      if (p.blocked && p.blocked->key == kq->key &&
-          static_cast<int>(kq->pending.size()) < settings_.max_enqueued_per_key) {
-        kq->pending.push_back(std::move(p.blocked));
-        unblocked = true;
-      }
+      unblocked = unpark(p, item->partition, newly_ready);
       ++p.in_flight;
     }
+    ready_.push_all(newly_ready);
     const int now_in_flight = ++in_flight_total_;
     stats_.note_in_flight(static_cast<std::uint64_t>(now_in_flight));
     if (unblocked) wake();
@@ -531,7 +563,7 @@ void Engine::worker_loop(std::size_t index) {
       --p.in_flight;
       if (outcome == Outcome::complete && p.tracker.complete(rec->offset)) {
         p.commit_dirty = true;
-        freed_capacity = p.paused;
+        freed_capacity = p.paused.load(std::memory_order_relaxed);
       }
       if (outcome == Outcome::halt) p.halted = true;
       if (!kq->pending.empty() && !p.revoked && !p.halted) {

@@ -5,8 +5,9 @@
 // Bounds (never exceeded):
 //   uncommitted records (taken, not yet below the commit position) <= max_uncommitted
 //   records waiting in one key's queue (not running)                <= max_enqueued_per_key
-// A record whose key queue is full is parked in `blocked`; while a record is
-// parked the partition is not read (head-of-line), so nothing is dropped.
+// A record whose key queue is full is parked (in arrival order); while any
+// record is parked the partition is not read (head-of-line), so nothing is
+// dropped and per-key order holds.
 //
 // Thread safety: fields marked "guarded" need `mutex`. The poll thread owns
 // the fields marked "poll thread".
@@ -50,7 +51,7 @@ struct PartitionState {
   std::condition_variable idle;  // signalled when in_flight drops to 0 after revoke
   OffsetTracker tracker;                                                            // guarded
   std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>> keys;  // guarded
-  detail::RecordPtr blocked;  // guarded: parked because its key queue was full
+  std::deque<detail::RecordPtr> parked;  // guarded: waiting for room in their key queue
   int in_flight = 0;          // guarded
   bool revoked = false;       // guarded
   bool halted = false;        // guarded: a terminal error stopped the partition
@@ -60,9 +61,13 @@ struct PartitionState {
   std::stop_source revoke_source;
   std::atomic<bool> commit_dirty{false};
 
+  // Set by the poll thread when it stops reading the partition (full);
+  // workers wake the poll thread on completions while it is set.
+  std::atomic<bool> paused{false};
+
   // Poll thread only.
   kafka::QueueHandle queue;
-  bool paused = false;
+  bool fetch_paused = false;  // librdkafka fetching paused (terminal halt)
   std::int64_t stored_position = -1;
 };
 

@@ -67,8 +67,11 @@ Result<ConfHandle> consumer_conf(const engine::EngineSettings& s) {
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
       {"allow.auto.create.topics", "false"},
-      // Keep librdkafka's prefetch modest: the engine holds the real buffer.
-      {"queued.max.messages.kbytes", "16384"},
+      // librdkafka's per-partition prefetch is what holds records while the
+      // engine is not reading a full partition: keep it bounded so a slow
+      // handler over a huge backlog costs little memory.
+      {"queued.max.messages.kbytes", "4096"},
+      {"queued.min.messages", "10000"},
   };
   if (auto st = set_properties(conf.get(), defaults); !st) return std::move(st).error();
   if (auto st = set_properties(conf.get(), s.kafka_properties); !st) return std::move(st).error();

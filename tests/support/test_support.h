@@ -59,7 +59,8 @@ class RecordingHandler : public EventHandler {
     {
       std::lock_guard l(mutex_);
       --running_[m.key()];
-      auto& last = last_seq_[m.key()];
+      auto [it, inserted] = last_seq_.try_emplace(m.key(), -1);
+      auto& last = it->second;
       // A re-delivery (seq <= last) is a duplicate, not a violation; a gap
       // or a step backwards past a duplicate is a violation.
       if (seq <= last) {
