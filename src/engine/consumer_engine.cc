@@ -43,6 +43,15 @@ void erase_key(PartitionState& p, KeyQueue* kq) {
   if (it != p.keys.end() && it->second.get() == kq) p.keys.erase(it);
 }
 
+// Drops every record not yet started (left uncommitted, so whoever owns the
+// partition next reads them again). Caller holds p.mutex.
+void drop_queued_locked(PartitionState& p) {
+  p.drop_queued = true;
+  for (auto& [k, kq] : p.keys) kq->pending.clear();
+  p.parked.clear();
+  p.queued = 0;
+}
+
 // The key's queue, created on first use. Caller holds p.mutex.
 KeyQueue& key_queue(PartitionState& p, const Key& key) {
   auto it = p.keys.find(key);
@@ -289,6 +298,7 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
     return true;
   }
   KeyQueue& kq = key_queue(p, rec->key);
+  ++p.queued;
   if (!p.parked.empty() || static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) {
     p.parked.push_back(std::move(rec));  // the partition stops being read until this drains
     return true;
@@ -425,17 +435,19 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
       if (it != partitions_.end()) revoked.push_back(it->second);
     }
   }
-  // 1. Stop dispatching: queued records are dropped (uncommitted, so the next
-  //    owner reads them again); running handlers continue.
+  // 1. Stop reading. Records already taken keep being dispatched, so that
+  //    everything handled lies in the contiguous committed prefix and the
+  //    next owner redoes nothing; the work is bounded by max_uncommitted.
   for (auto& p : revoked) {
     std::lock_guard l(p->mutex);
     p->revoked = true;
-    for (auto& [k, kq] : p->keys) kq->pending.clear();
-    p->parked.clear();
-    p->revoke_source.request_stop();
+    if (p->halted) drop_queued_locked(*p);  // a halted partition never drains
+    p->revoke_source.request_stop();        // cut retry backoffs short
   }
-  // 2. Wait for in-flight handlers, within the shutdown budget. During
-  //    shutdown the budget started when shutdown() was called.
+  // 2. Wait for the drain, within the shutdown budget (during shutdown the
+  //    budget started when shutdown() was called). At 4/5 of it, queued
+  //    records are dropped (uncommitted: the next owner reads them again)
+  //    and running handlers are asked to cancel.
   const auto now = clock_->now();
   auto start = now;
   if (stopping_) start = steady::time_point(steady::duration(shutdown_started_.load()));
@@ -446,7 +458,7 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
   for (auto& p : revoked) {
     std::unique_lock l(p->mutex);
     bool cancelled = false;
-    while (p->in_flight > 0) {
+    while (p->in_flight > 0 || (p->queued > 0 && !p->drop_queued)) {
       const auto t = clock_->now();
       if (t >= give_up_at) {
         log_->error("{}[{}]: {} handler(s) still running after shutdown_timeout ({} ms); committing what finished",
@@ -454,6 +466,7 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
         break;
       }
       if (!cancelled && t >= cancel_at) {
+        drop_queued_locked(*p);
         l.unlock();
         for (auto& slot : slots_) slot.cancel(why, p.get());
         l.lock();
@@ -463,6 +476,7 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
       // Real-time wait slices: handlers finishing notify `idle`.
       p->idle.wait_for(l, milliseconds(20));
     }
+    drop_queued_locked(*p);
   }
   // 3. Commit what finished, synchronously, unless the partitions were lost
   //    (someone else owns them already; a commit would be rejected anyway).
@@ -475,6 +489,12 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
       }
     }
     if (list->cnt > 0) {
+      // Store first: librdkafka auto-commits the *stored* offsets when the
+      // partitions are unassigned, and an older stored value would
+      // overwrite the commit made here.
+      if (auto e = rd_kafka_offsets_store(consumer_.get(), list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_->debug("offsets_store on revoke: {}", kafka::err_text(e));
+      }
       if (auto e = rd_kafka_commit(consumer_.get(), list.get(), 0); e != RD_KAFKA_RESP_ERR_NO_ERROR &&
                                                                     e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         log_->warn("commit on revoke failed: {}", kafka::err_text(e));
@@ -538,13 +558,15 @@ void Engine::worker_loop(std::size_t index) {
     std::vector<ReadyItem> newly_ready;
     {
       std::lock_guard l(p.mutex);
-      if (p.revoked || p.halted || kq->pending.empty()) {
+      if (p.drop_queued || p.halted || kq->pending.empty()) {
         kq->scheduled = false;
-        if (kq->pending.empty() || p.revoked) erase_key(p, kq);
+        if (kq->pending.empty()) erase_key(p, kq);
+        if (p.revoked && p.in_flight == 0) p.idle.notify_all();
         continue;
       }
       rec = std::move(kq->pending.front());
       kq->pending.pop_front();
+      --p.queued;
       unblocked = unpark(p, item->partition, newly_ready);
       ++p.in_flight;
     }
@@ -566,13 +588,16 @@ void Engine::worker_loop(std::size_t index) {
         freed_capacity = p.paused.load(std::memory_order_relaxed);
       }
       if (outcome == Outcome::halt) p.halted = true;
-      if (!kq->pending.empty() && !p.revoked && !p.halted) {
+      // After an abandoned record nothing later may run: the abandoned one
+      // is redelivered to the next owner and must come first.
+      if (outcome == Outcome::abandon || (outcome == Outcome::halt && p.revoked)) drop_queued_locked(p);
+      if (!kq->pending.empty() && !p.drop_queued && !p.halted) {
         reschedule = true;
       } else {
         kq->scheduled = false;
         if (kq->pending.empty()) erase_key(p, kq);  // kq is gone after this
       }
-      if (p.revoked && p.in_flight == 0) p.idle.notify_all();
+      if (p.revoked) p.idle.notify_all();
     }
     if (reschedule) ready_.push(std::move(*item));
     if (freed_capacity) wake();

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "kafka/mock_cluster.h"
+#include "support/kafka_admin.h"
 #include "support/test_support.h"
 
 namespace prosody {
@@ -147,6 +148,12 @@ TEST(ConsumerEngineMock, GracefulShutdownThenRestartLosesNothingAndRedoesNothing
     ASSERT_TRUE(consumer->unsubscribe());  // mid-stream
   }
   const auto before_restart = handler->unique_count();
+  {
+    auto committed = testing::committed_offsets(kafka::MockCluster::instance().bootstrap_servers(), t.name, t.group, 4);
+    long total = 0;
+    for (auto& [p, o] : committed) total += std::max(o, 0L);
+    std::printf("handled %zu, committed %ld\n", before_restart, total);
+  }
   EXPECT_LT(before_restart, static_cast<std::size_t>(n)) << "stopped too late to test a restart";
   auto consumer = Client::create(base_config(t, 4));
   ASSERT_TRUE(consumer->subscribe(handler));

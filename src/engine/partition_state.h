@@ -53,6 +53,8 @@ struct PartitionState {
   std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>> keys;  // guarded
   std::deque<detail::RecordPtr> parked;  // guarded: waiting for room in their key queue
   int in_flight = 0;          // guarded
+  int queued = 0;             // guarded: records in key queues + parked
+  bool drop_queued = false;   // guarded: revoke gave up draining (or a record was abandoned)
   bool revoked = false;       // guarded
   bool halted = false;        // guarded: a terminal error stopped the partition
   std::string halt_reason;    // guarded
