@@ -12,5 +12,6 @@ namespace prosody::cli {
 std::function<int()> add_demo(CLI::App& app);
 std::function<int()> add_produce(CLI::App& app);
 std::function<int()> add_tail(CLI::App& app);
+std::function<int()> add_config(CLI::App& app);
 
 }  // namespace prosody::cli
