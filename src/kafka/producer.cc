@@ -46,7 +46,7 @@ ErrorClass classify(rd_kafka_resp_err_t err) {
 
 ErrorCode code_for(rd_kafka_resp_err_t err) {
   switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: return ErrorCode::message_too_large;
     case RD_KAFKA_RESP_ERR__QUEUE_FULL: return ErrorCode::queue_full;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return ErrorCode::topic_missing;
