@@ -66,7 +66,6 @@ Result<ConfHandle> consumer_conf(const engine::EngineSettings& s) {
       {"auto.offset.reset", "earliest"},
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
-      {"allow.auto.create.topics", "false"},
       // librdkafka's per-partition prefetch is what holds records while the
       // engine is not reading a full partition: keep it bounded so a slow
       // handler over a huge backlog costs little memory.
