@@ -254,5 +254,27 @@ TEST(FailureModes, ShutdownCancelsLongHandlersNearTheEndOfTheBudget) {
   EXPECT_LT(took, 5s);
 }
 
+TEST(FailureModes, ARecordOlderThanTheStallThresholdMakesTheConsumerStalledUntilItCompletes) {
+  struct Blocking final : EventHandler {
+    std::atomic<bool> release{false}, started{false};
+    HandlerResult on_message(Context&, const Message&) override {
+      started = true;
+      while (!release) std::this_thread::sleep_for(5ms);
+      return ok_status();
+    }
+  };
+  const auto topic = unique_name("stall"), group = unique_name("g");
+  auto consumer = Client::create(config_for(topic, group).with_stall_threshold(300ms).with_timeout(60s));
+  auto handler = std::make_shared<Blocking>();
+  ASSERT_TRUE(consumer->subscribe(handler));
+  ASSERT_TRUE(sender()->send(topic, "k", R"({})"));
+  ASSERT_TRUE(wait_until([&] { return handler->started.load(); }, 30s));
+  EXPECT_FALSE(consumer->is_stalled());
+  ASSERT_TRUE(wait_until([&] { return consumer->is_stalled(); }, 5s));
+  handler->release = true;
+  ASSERT_TRUE(wait_until([&] { return !consumer->is_stalled(); }, 5s));
+  ASSERT_TRUE(consumer->unsubscribe());
+}
+
 }  // namespace
 }  // namespace prosody
