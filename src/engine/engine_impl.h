@@ -1,0 +1,149 @@
+// The consumer engine's implementation class, shared by its source files:
+// consumer_engine.cc (start-up, lifecycle), poll_loop.cc (the poll thread),
+// rebalance.cc (assign/revoke) and worker.cc (handler execution). Thread
+// rules are in README.md of this folder and on each member below.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/consumer_engine.h"
+#include "engine/invocation_slot.h"
+#include "engine/partition_state.h"
+#include "engine/ready_queue.h"
+#include "engine/stats.h"
+#include "kafka/handles.h"
+#include "prosody/logging.h"
+
+namespace prosody::engine {
+
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+// What became of one record.
+enum class Outcome {
+  complete,  // done (handled, skipped or dead-lettered): may be committed
+  abandon,   // not done (revoked or shutting down): the next owner redoes it
+  halt,      // terminal error: the partition stops here
+};
+
+// Erases through an iterator: erasing by a reference to the node's own key
+// would read the key after the node is freed.
+inline void erase_key(PartitionState& p, KeyQueue* kq) {
+  auto it = p.keys.find(kq->key);
+  if (it != p.keys.end() && it->second.get() == kq) p.keys.erase(it);
+}
+
+// Drops every record not yet started (left uncommitted, so whoever owns the
+// partition next reads them again). Caller holds p.mutex.
+inline void drop_queued_locked(PartitionState& p) {
+  p.drop_queued = true;
+  for (auto& [k, kq] : p.keys) kq->pending.clear();
+  p.parked.clear();
+  p.queued = 0;
+}
+
+// The key's queue, created on first use. Caller holds p.mutex.
+inline KeyQueue& key_queue(PartitionState& p, const Key& key) {
+  auto it = p.keys.find(key);
+  if (it == p.keys.end()) {
+    auto kq = std::make_unique<KeyQueue>();
+    kq->key = key;
+    it = p.keys.emplace(kq->key, std::move(kq)).first;
+  }
+  return *it->second;
+}
+
+inline bool type_allowed(const std::vector<std::string>& prefixes, const nlohmann::json& payload) {
+  if (prefixes.empty() || !payload.is_object()) return true;
+  auto it = payload.find("type");
+  if (it == payload.end() || !it->is_string()) return true;  // no type: always processed
+  const auto& type = it->get_ref<const std::string&>();
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return type.compare(0, p.size(), p) == 0; });
+}
+
+class Engine final : public ConsumerEngine {
+ public:
+  Engine(EngineSettings s, std::shared_ptr<EventHandler> h, std::shared_ptr<Clock> c, Producer* dl)
+      : settings_(std::move(s)), handler_(std::move(h)), clock_(std::move(c)), dead_letters_(dl),
+        log_(prosody::logger()), slots_(static_cast<std::size_t>(settings_.max_concurrency)) {}
+
+  ~Engine() override {
+    if (!shut_down_) (void)shutdown();
+  }
+
+  Status init();
+  Status shutdown() override;
+  std::size_t assigned_partition_count() const override {
+    std::shared_lock l(partitions_mutex_);
+    return partitions_.size();
+  }
+  bool is_stalled() const override;
+  ConsumerStats stats() const override { return stats_.snapshot(); }
+
+ private:
+  using PartitionKey = std::pair<std::string, int>;
+
+  // Poll thread.
+  void poll_loop();
+  void drain_main_queue();
+  bool read_partitions();
+  void apply_backpressure(PartitionState& p);
+  void store_offsets();
+  void fire_timeouts();
+  void wait_for_work();
+  void wake();
+  static void on_queue_event(rd_kafka_t*, void* opaque) { static_cast<Engine*>(opaque)->wake(); }
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts, void* opaque);
+  void assign(rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  void revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  bool ingest(PartitionState& p, const std::shared_ptr<PartitionState>& self, detail::RecordPtr rec,
+              std::vector<ReadyItem>& ready);
+
+  // Workers.
+  void worker_loop(std::size_t index);
+  bool unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready);
+  Outcome process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot);
+  enum class Next { retry, complete, abandon, halt, dead_letter };
+  Next on_failure(detail::Record& rec, PartitionState& p, const Error& error, int attempt, std::mt19937_64& rng);
+  Outcome dead_letter(detail::Record& rec, PartitionState& p, const Error& error, int attempts);
+  bool backoff(PartitionState& p, int attempt, std::mt19937_64& rng);
+
+  const EngineSettings settings_;
+  const std::shared_ptr<EventHandler> handler_;
+  const std::shared_ptr<Clock> clock_;
+  Producer* const dead_letters_;
+  const std::shared_ptr<spdlog::logger> log_;
+
+  kafka::KafkaHandle consumer_;
+  kafka::QueueHandle consumer_queue_;
+  std::thread poll_thread_;
+  std::vector<std::thread> workers_;
+  ReadyQueue ready_;
+  std::vector<detail::InvocationSlot> slots_;
+  EngineStats stats_;
+
+  mutable std::shared_mutex partitions_mutex_;
+  std::map<PartitionKey, std::shared_ptr<PartitionState>> partitions_;  // written by the poll thread only
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> shut_down_{false};
+  std::atomic<steady::rep> shutdown_started_{0};
+  std::atomic<steady::rep> last_poll_beat_{0};
+  std::atomic<int> in_flight_total_{0};
+
+  std::mutex wake_mutex_;
+  std::condition_variable wake_cv_;
+  std::atomic<bool> wake_pending_{false};
+  std::mutex shutdown_mutex_;
+};
+
+}  // namespace prosody::engine
