@@ -59,6 +59,20 @@ Status Engine::shutdown() {
   if (poll_thread_.joinable()) poll_thread_.join();
   ready_.close();
   for (auto& w : workers_) w.join();
+  // librdkafka's threads call on_queue_event until the handle is destroyed:
+  // detach the callbacks and destroy the handle now, while the members the
+  // callback touches (wake_mutex_, wake_cv_) are still alive.
+  if (consumer_queue_) rd_kafka_queue_cb_event_enable(consumer_queue_.get(), nullptr, nullptr);
+  {
+    std::unique_lock lp(partitions_mutex_);
+    for (auto& [k, p] : partitions_) {
+      if (p->queue) rd_kafka_queue_cb_event_enable(p->queue.get(), nullptr, nullptr);
+      p->queue.reset();
+    }
+    partitions_.clear();
+  }
+  consumer_queue_.reset();
+  consumer_.reset();
   log_->info("consumer stopped: {} received, {} handled", stats_.received.load(), stats_.handled.load());
   return {};
 }
