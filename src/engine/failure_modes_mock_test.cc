@@ -40,13 +40,17 @@ class FlakyHandler final : public EventHandler {
  public:
   FlakyHandler(int failures, Error error) : failures_(failures), error_(std::move(error)) {}
   HandlerResult on_message(Context& ctx, const Message&) override {
-    attempts_seen_.push_back(ctx.attempt());
+    {
+      std::lock_guard l(mutex_);
+      attempts_seen_.push_back(ctx.attempt());
+    }
     if (++calls_ <= failures_) return error_;
     ++successes_;
     return ok_status();
   }
   std::atomic<int> calls_{0}, successes_{0};
-  std::vector<int> attempts_seen_;
+  std::mutex mutex_;
+  std::vector<int> attempts_seen_;  // guarded by mutex_ (read after unsubscribe)
 
  private:
   const int failures_;
