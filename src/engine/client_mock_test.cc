@@ -15,14 +15,7 @@ using testing::unique_name;
 using testing::wait_until;
 
 Config mock_config(const std::string& topic, const std::string& group) {
-  Config c;
-  c.with_mock(true)
-      .with_group_id(group)
-      .with_subscribed_topics(std::vector<std::string>{topic})
-      .with_probe_port(std::nullopt)
-      .with_poll_interval(20ms)
-      .with_kafka_property("session.timeout.ms", "6000");
-  return c;
+  return testing::mock_consumer_config(topic, group);
 }
 
 TEST(Client, MovesThroughConsumerStates) {

@@ -21,18 +21,7 @@ struct Topic {
 };
 
 Config base_config(const Topic& t, int partitions = 4) {
-  Config c;
-  c.with_mock(true)
-      .with_group_id(t.group)
-      .with_subscribed_topics(std::vector<std::string>{t.name})
-      .with_mock_partitions(partitions)
-      .with_probe_port(std::nullopt)
-      .with_poll_interval(20ms)
-      .with_commit_interval(100ms)
-      .with_shutdown_timeout(10s)
-      .with_kafka_property("session.timeout.ms", "6000")
-      .with_kafka_property("heartbeat.interval.ms", "500");
-  return c;
+  return testing::mock_consumer_config(t.name, t.group, partitions);
 }
 
 // A producer whose records are not skipped by the consumer's loop filter.

@@ -15,18 +15,7 @@ using testing::unique_name;
 using testing::wait_until;
 
 Config config_for(const std::string& topic, const std::string& group) {
-  Config c;
-  c.with_mock(true)
-      .with_group_id(group)
-      .with_subscribed_topics(std::vector<std::string>{topic})
-      .with_mock_partitions(1)
-      .with_probe_port(std::nullopt)
-      .with_poll_interval(20ms)
-      .with_commit_interval(100ms)
-      .with_shutdown_timeout(5s)
-      .with_kafka_property("session.timeout.ms", "6000")
-      .with_kafka_property("heartbeat.interval.ms", "500");
-  return c;
+  return testing::mock_consumer_config(topic, group).with_shutdown_timeout(5s);
 }
 
 std::shared_ptr<Client> sender() {
