@@ -25,7 +25,7 @@ struct DemoOptions {
   int keys = 500;
   int partitions = 8;
   int concurrency = 32;
-  int work_us = 200;
+  int work_us = 1000;
   int show_keys = 3;
   std::string topic = "demo-events";
 };
@@ -54,8 +54,7 @@ class OrderCheckingHandler final : public EventHandler {
     }
     if (opts_.work_us > 0) {
       // Simulated I/O that gives up early if the engine asks us to stop.
-      if (ctx.wait_for_cancel(std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::microseconds(opts_.work_us)))) {
+      if (ctx.wait_for_cancel(std::chrono::microseconds(opts_.work_us))) {
         --running_;
         return Error::transient("cancelled: " + std::string(to_string(ctx.cancel_reason())), ErrorCode::cancelled);
       }

@@ -35,7 +35,7 @@ class Context {
   CancelReason cancel_reason() const;
   // Blocks until cancellation is requested or `timeout` passes; returns true
   // if cancelled.
-  bool wait_for_cancel(std::chrono::milliseconds timeout) const;
+  bool wait_for_cancel(std::chrono::nanoseconds timeout) const;
 
   const Topic& topic() const;
   Partition partition() const;

@@ -23,7 +23,7 @@ CancelReason Context::cancel_reason() const {
   return static_cast<CancelReason>(slot_->reason.load(std::memory_order_relaxed));
 }
 
-bool Context::wait_for_cancel(std::chrono::milliseconds timeout) const {
+bool Context::wait_for_cancel(std::chrono::nanoseconds timeout) const {
   auto token = stop_token();
   std::mutex m;
   std::condition_variable_any cv;
