@@ -61,6 +61,10 @@ struct Params {
   std::string batch_num_messages = "10000";
   std::string batch_size = "1000000";
   std::string queue_buffering_max_messages = "100000";
+  // Consumer prefetch limits, applied to the raw consumer and (as kafka
+  // pass-through properties) to prosody; the defaults are prosody's.
+  std::string queued_min_messages = "10000";
+  std::string queued_max_kbytes = "4096";
 };
 
 // Producer settings shared by the raw producer and prosody's (prosody's
@@ -451,8 +455,8 @@ json consume_raw(const Params& prm, const std::string& bootstrap, const std::str
       {"auto.offset.reset", "earliest"},
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
-      {"queued.max.messages.kbytes", "4096"},
-      {"queued.min.messages", "10000"},
+      {"queued.max.messages.kbytes", prm.queued_max_kbytes},
+      {"queued.min.messages", prm.queued_min_messages},
   };
   bool ok = true;
   for (const auto& [k, v] : props) ok = ok && set(conf, k, v);
@@ -542,6 +546,8 @@ json consume_prosody(const Params& prm, const std::string& topic, prosody::Mode 
       .with_client_id("bench-prosody-consumer");
   if (mode == prosody::Mode::low_latency) c.with_failure_topic("bench-failures");
   if (prm.max_concurrency > 0) c.with_max_concurrency(prm.max_concurrency);
+  c.with_kafka_property("queued.min.messages", prm.queued_min_messages)
+      .with_kafka_property("queued.max.messages.kbytes", prm.queued_max_kbytes);
   r["max_concurrency"] = c.max_concurrency();
   r["max_uncommitted"] = c.max_uncommitted();
   r["max_enqueued_per_key"] = c.max_enqueued_per_key();
@@ -655,6 +661,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-concurrency", prm.max_concurrency, "prosody max_concurrency (0 = library default)");
   app.add_option("--timeout", prm.timeout_s, "seconds each consume scenario may take before it counts as failed");
   app.add_option("--linger-ms", prm.linger_ms, "producer linger.ms (both producers)");
+  app.add_option("--queued-min-messages", prm.queued_min_messages,
+                 "consumer queued.min.messages, raw and prosody (default: prosody's)");
+  app.add_option("--queued-max-kbytes", prm.queued_max_kbytes,
+                 "consumer queued.max.messages.kbytes, raw and prosody (default: prosody's)");
   CLI11_PARSE(app, argc, argv);
 
   // Keep prosody's info logs (assignments, start/stop) out of the numbers.
@@ -681,7 +691,13 @@ int main(int argc, char** argv) {
                  {"payload_bytes", payload_for(prm.records - 1).size()},
                  {"mock_brokers", 3},
                  {"producer_settings", json::object()},
-                 {"consumer_timeout_s", prm.timeout_s}};
+                 {"consumer_timeout_s", prm.timeout_s},
+                 {"consumer_settings",
+                  {{"queued.min.messages", prm.queued_min_messages},
+                   {"queued.max.messages.kbytes", prm.queued_max_kbytes},
+                   {"auto.commit.interval.ms", "1000"},
+                   {"partition.assignment.strategy", "cooperative-sticky"}}},
+                 {"prosody_max_concurrency", prm.max_concurrency > 0 ? prm.max_concurrency : prosody::Config().max_concurrency()}};
   for (const auto& [k, v] : producer_tuning(prm)) params["producer_settings"][k] = v;
   params["producer_settings"]["enable.idempotence"] = "true";
   params["producer_settings"]["compression.codec"] = "lz4";

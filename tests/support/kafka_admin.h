@@ -59,21 +59,34 @@ inline std::string create_topic(const std::string& bootstrap, const std::string&
   return result;
 }
 
-// Committed offsets of `group` on `topic` (partition -> offset; -1001 = none).
+// Committed offsets of `group` on `topic` (partition -> offset; -1001 = none),
+// read the way `kafka-consumer-groups --describe` does: the admin API's
+// ListConsumerGroupOffsets, not a group member's view.
 inline std::map<int, long> committed_offsets(const std::string& bootstrap, const std::string& topic,
                                              const std::string& group, int partitions) {
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  std::map<int, long> out;
+  rd_kafka_t* rk = admin_handle(bootstrap);
+  if (!rk) return out;
   auto* list = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
-  std::map<int, long> out;
-  if (rd_kafka_committed(rk, list, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (int i = 0; i < list->cnt; ++i) out[list->elems[i].partition] = list->elems[i].offset;
+  rd_kafka_ListConsumerGroupOffsets_t* request = rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list);
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, nullptr, q);
+  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000)) {
+    if (!rd_kafka_event_error(ev)) {
+      size_t n = 0;
+      const auto** groups =
+          rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+      for (size_t g = 0; g < n; ++g) {
+        const rd_kafka_topic_partition_list_t* parts = rd_kafka_group_result_partitions(groups[g]);
+        for (int i = 0; parts && i < parts->cnt; ++i) out[parts->elems[i].partition] = parts->elems[i].offset;
+      }
+    }
+    rd_kafka_event_destroy(ev);
   }
+  rd_kafka_ListConsumerGroupOffsets_destroy(request);
   rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
   return out;
 }
