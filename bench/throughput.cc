@@ -65,6 +65,11 @@ struct Params {
   // pass-through properties) to prosody; the defaults are prosody's.
   std::string queued_min_messages = "10000";
   std::string queued_max_kbytes = "4096";
+  // Scenarios to run besides the preload (raw produce), which always runs.
+  std::vector<std::string> only;
+  bool wants(const std::string& name) const {
+    return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+  }
 };
 
 // Producer settings shared by the raw producer and prosody's (prosody's
@@ -546,8 +551,14 @@ json consume_prosody(const Params& prm, const std::string& topic, prosody::Mode 
       .with_client_id("bench-prosody-consumer");
   if (mode == prosody::Mode::low_latency) c.with_failure_topic("bench-failures");
   if (prm.max_concurrency > 0) c.with_max_concurrency(prm.max_concurrency);
-  c.with_kafka_property("queued.min.messages", prm.queued_min_messages)
-      .with_kafka_property("queued.max.messages.kbytes", prm.queued_max_kbytes);
+  // Only when overridden: prosody's low_latency dead-letter producer is built
+  // from the same pass-through properties and warns about consumer-only ones.
+  if (prm.queued_min_messages != Params{}.queued_min_messages) {
+    c.with_kafka_property("queued.min.messages", prm.queued_min_messages);
+  }
+  if (prm.queued_max_kbytes != Params{}.queued_max_kbytes) {
+    c.with_kafka_property("queued.max.messages.kbytes", prm.queued_max_kbytes);
+  }
   r["max_concurrency"] = c.max_concurrency();
   r["max_uncommitted"] = c.max_uncommitted();
   r["max_enqueued_per_key"] = c.max_enqueued_per_key();
@@ -665,6 +676,11 @@ int main(int argc, char** argv) {
                  "consumer queued.min.messages, raw and prosody (default: prosody's)");
   app.add_option("--queued-max-kbytes", prm.queued_max_kbytes,
                  "consumer queued.max.messages.kbytes, raw and prosody (default: prosody's)");
+  app.add_option("--only", prm.only,
+                 "run only these scenarios (the raw-produce preload always runs): produce_prosody, consume_raw, "
+                 "pipeline, low_latency, best_effort")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"produce_prosody", "consume_raw", "pipeline", "low_latency", "best_effort"}));
   CLI11_PARSE(app, argc, argv);
 
   // Keep prosody's info logs (assignments, start/stop) out of the numbers.
@@ -715,7 +731,7 @@ int main(int argc, char** argv) {
             << rd_kafka_version_str() << "\n";
   RawDelivery preload;
   run(produce_raw(prm, bootstrap, in_topic, preload));
-  run(produce_prosody(prm, out_topic));
+  if (prm.wants("produce_prosody")) run(produce_prosody(prm, out_topic));
 
   std::vector<std::int64_t> base(kPartitions, 0), size(kPartitions, 0);
   for (std::size_t p = 0; p < kPartitions; ++p) {
@@ -728,13 +744,14 @@ int main(int argc, char** argv) {
   const auto preload_done = Clock::now();
   auto since_preload = [&] { return seconds(Clock::now() - preload_done); };
 
-  {
+  if (prm.wants("consume_raw")) {
     const double t = since_preload();
     json r = consume_raw(prm, bootstrap, in_topic, base, size);
     r["started_after_preload_s"] = t;
     run(std::move(r));
   }
   for (auto mode : {prosody::Mode::pipeline, prosody::Mode::low_latency, prosody::Mode::best_effort}) {
+    if (!prm.wants(std::string(prosody::to_string(mode)))) continue;
     const double t = since_preload();
     json r = consume_prosody(prm, in_topic, mode, base, size);
     r["started_after_preload_s"] = t;
@@ -742,12 +759,15 @@ int main(int argc, char** argv) {
   }
 
   // Ratios against the matching raw scenario.
-  const json raw_produce = scenarios[0];
-  const json raw_consume = scenarios[2];
+  json raw_produce, raw_consume;
+  for (const auto& s : scenarios) {
+    if (s["name"] == "produce_raw_librdkafka") raw_produce = s;
+    if (s["name"] == "consume_raw_librdkafka") raw_consume = s;
+  }
   for (auto& s : scenarios) {
     const auto name = s["name"].get<std::string>();
-    if (name == "produce_prosody_send_async") add_ratios(s, raw_produce);
-    if (name.rfind("consume_prosody_", 0) == 0) add_ratios(s, raw_consume);
+    if (name == "produce_prosody_send_async" && !raw_produce.is_null()) add_ratios(s, raw_produce);
+    if (name.rfind("consume_prosody_", 0) == 0 && !raw_consume.is_null()) add_ratios(s, raw_consume);
   }
 
   bool all_complete = true;

@@ -39,7 +39,10 @@ class ReadyQueue {
       std::lock_guard l(mutex_);
       for (auto& i : batch) items_.push_back(std::move(i));
     }
-    if (batch.size() == 1) cv_.notify_one(); else cv_.notify_all();
+    // Wake one worker per item rather than all of them for every batch: the
+    // bench driver's profile showed futex wake-ups of idle workers as a large
+    // share of consumer CPU on 2 cores. (Issue 5 replaces this queue.)
+    for (std::size_t i = 0; i < batch.size(); ++i) cv_.notify_one();
     batch.clear();
   }
   // Blocks until an item is available; nullopt once closed.

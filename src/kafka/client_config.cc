@@ -96,7 +96,8 @@ Result<ConfHandle> producer_conf(const ProducerSettings& s) {
   for (const auto& [k, v] : s.kafka_properties) {
     if (k == "session.timeout.ms" || k == "heartbeat.interval.ms" || k == "max.poll.interval.ms" ||
         k == "auto.offset.reset" || k == "fetch.wait.max.ms" || k.rfind("partition.assignment", 0) == 0 ||
-        k == "group.instance.id" || k == "queued.max.messages.kbytes" || k == "fetch.min.bytes") {
+        k == "group.instance.id" || k == "queued.max.messages.kbytes" || k == "queued.min.messages" ||
+        k == "fetch.min.bytes") {
       continue;
     }
     if (auto st = set_property(conf.get(), k, v); !st) return std::move(st).error();
