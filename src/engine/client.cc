@@ -61,34 +61,17 @@ class ClientImpl final : public Client {
     if (engine_) return Error::permanent("subscribe: already subscribed; unsubscribe first", ErrorCode::invalid_state);
     auto bootstrap = bootstrap_servers();
     if (!bootstrap) return std::move(bootstrap).error();
-    if (config_.mock()) {
-      for (const auto& t : config_.subscribed_topics()) {
-        if (t.empty() || t[0] == '^') continue;
-        if (auto s = kafka::MockCluster::instance().create_topic(t, config_.mock_partitions()); !s) return s;
-      }
-    } else {
-      if (auto s = kafka::check_topics_exist(producer_settings(*bootstrap), config_.subscribed_topics(),
-                                             std::chrono::seconds(30));
-          !s) {
-        return s;
-      }
-    }
+    // Every topic the consumer reads or writes must exist: in mock mode we
+    // create them, against a real cluster a missing one is an error naming it.
+    auto topics = config_.subscribed_topics();
+    const bool dead_lettering = config_.mode() == Mode::low_latency;
+    if (dead_lettering && config_.failure_topic()) topics.push_back(*config_.failure_topic());
+    if (auto s = ensure_topics(topics, *bootstrap); !s) return s;
     Producer* dead_letters = nullptr;
-    if (config_.mode() == Mode::low_latency) {
+    if (dead_lettering) {
       auto p = ensure_producer();
       if (!p) return std::move(p).error();
       dead_letters = *p;
-      if (config_.mock() && config_.failure_topic()) {
-        if (auto s = kafka::MockCluster::instance().create_topic(*config_.failure_topic(), config_.mock_partitions()); !s) {
-          return s;
-        }
-      } else if (config_.failure_topic()) {
-        if (auto s = kafka::check_topics_exist(producer_settings(*bootstrap), {*config_.failure_topic()},
-                                               std::chrono::seconds(30));
-            !s) {
-          return s;
-        }
-      }
     }
     auto engine = engine::ConsumerEngine::start(engine::EngineSettings::from(config_, *bootstrap), std::move(handler),
                                                 clock_, dead_letters);
@@ -154,6 +137,15 @@ class ClientImpl final : public Client {
   }
 
  private:
+  Status ensure_topics(const std::vector<std::string>& topics, const std::string& bootstrap) const {
+    if (!config_.mock()) return kafka::check_topics_exist(producer_settings(bootstrap), topics, std::chrono::seconds(30));
+    for (const auto& t : topics) {
+      if (t.empty() || t[0] == '^') continue;  // regex subscriptions name no topic
+      if (auto s = kafka::MockCluster::instance().create_topic(t, config_.mock_partitions()); !s) return s;
+    }
+    return {};
+  }
+
   Result<Producer*> ensure_producer() {
     std::lock_guard l(producer_mutex_);
     return ensure_producer_locked();

@@ -35,13 +35,15 @@ const Headers& Record::all_headers() const {
 }
 
 std::optional<std::string_view> Record::find_header(std::string_view name) const {
-  // Fast path without materialising every header: ask librdkafka directly.
+  return find_header(std::string(name).c_str());
+}
+
+std::optional<std::string_view> Record::find_header(const char* name) const {
   rd_kafka_headers_t* hdrs = nullptr;
   if (!raw || rd_kafka_message_headers(raw.get(), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs) return std::nullopt;
   const void* value = nullptr;
   size_t size = 0;
-  std::string n(name);
-  if (rd_kafka_header_get_last(hdrs, n.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  if (rd_kafka_header_get_last(hdrs, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
   return value ? std::string_view(static_cast<const char*>(value), size) : std::string_view();
 }
 

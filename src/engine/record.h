@@ -34,6 +34,8 @@ struct Record {
   }
   const Headers& all_headers() const;
   std::optional<std::string_view> find_header(std::string_view name) const;
+  // Same, for a NUL-terminated name: no copy (the poll thread's hot path).
+  std::optional<std::string_view> find_header(const char* name) const;
 };
 
 using RecordPtr = std::unique_ptr<Record>;
