@@ -60,7 +60,9 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
   for (auto& p : revoked) {
     std::lock_guard l(p->mutex);
     p->revoked = true;
-    if (p->halted) drop_queued_locked(*p);  // a halted partition never drains
+    // A halted partition never drains; a lost one already has a new owner,
+    // so finishing its queued records would only duplicate that owner's work.
+    if (p->halted || lost) drop_queued_locked(*p);
     p->revoke_source.request_stop();        // cut retry backoffs short
   }
   // 2. Wait for the drain, within the shutdown budget (during shutdown the
