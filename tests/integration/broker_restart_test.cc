@@ -12,6 +12,7 @@
 
 #include "support/kafka_admin.h"
 #include "support/process.h"
+#include "support/real_kafka.h"
 #include "support/test_support.h"
 
 #ifndef PROSODY_SOURCE_DIR
@@ -27,33 +28,7 @@ using testing::run_command;
 using testing::unique_name;
 using testing::wait_until;
 
-std::string bootstrap() {
-  const char* b = std::getenv("PROSODY_IT_BOOTSTRAP");
-  return b ? b : "";
-}
-
-class BrokerRestart : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // Fail, never skip: a missing broker must be loud.
-    ASSERT_FALSE(bootstrap().empty()) << "PROSODY_IT_BOOTSTRAP is not set: run the suite through scripts/test, "
-                                         "which starts a real Kafka broker";
-  }
-
-  static Config consumer_config(const std::string& topic, const std::string& group) {
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()})
-        .with_group_id(group)
-        .with_subscribed_topics(std::vector<std::string>{topic})
-        .with_probe_port(std::nullopt)
-        .with_poll_interval(20ms)
-        .with_commit_interval(200ms)
-        .with_shutdown_timeout(20s)
-        .with_kafka_property("session.timeout.ms", "6000")
-        .with_kafka_property("heartbeat.interval.ms", "500");
-    return c;
-  }
-};
+class BrokerRestart : public testing::RealKafkaTest {};
 
 TEST_F(BrokerRestart, ConsumerAndProducerSurviveABrokerRestartWithoutLoss) {
   const auto topic = unique_name("restart");

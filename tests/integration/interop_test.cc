@@ -15,6 +15,7 @@
 
 #include "support/kafka_admin.h"
 #include "support/process.h"
+#include "support/real_kafka.h"
 #include "support/test_support.h"
 
 #ifndef PROSODY_SOURCE_DIR
@@ -31,11 +32,6 @@ using testing::base64_decode;
 using testing::run_command;
 using testing::unique_name;
 using testing::wait_until;
-
-std::string bootstrap() {
-  const char* b = std::getenv("PROSODY_IT_BOOTSTRAP");
-  return b ? b : "";
-}
 
 const std::string kJavaInterop = std::string(PROSODY_SOURCE_DIR) + "/scripts/java-interop";
 
@@ -115,41 +111,8 @@ std::optional<std::string> last_header(const Headers& headers, std::string_view 
   return v;
 }
 
-class JavaInterop : public ::testing::Test {
+class JavaInterop : public testing::RealKafkaTest {
  protected:
-  void SetUp() override {
-    // Fail, never skip: a missing broker must be loud.
-    ASSERT_FALSE(bootstrap().empty()) << "PROSODY_IT_BOOTSTRAP is not set: run the suite through scripts/test, "
-                                         "which starts a real Kafka broker";
-  }
-
-  std::string make_topic(int partitions) {
-    auto name = unique_name("interop");
-    auto err = testing::create_topic(bootstrap(), name, partitions);
-    EXPECT_EQ(err, "") << "cannot create topic " << name;
-    return name;
-  }
-
-  static Config consumer_config(const std::string& topic, const std::string& group) {
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()})
-        .with_group_id(group)
-        .with_subscribed_topics(std::vector<std::string>{topic})
-        .with_probe_port(std::nullopt)
-        .with_poll_interval(20ms)
-        .with_commit_interval(200ms)
-        .with_shutdown_timeout(20s)
-        .with_kafka_property("session.timeout.ms", "6000")
-        .with_kafka_property("heartbeat.interval.ms", "500");
-    return c;
-  }
-
-  static std::shared_ptr<Client> producer_client(const std::string& source_system = "interop-cpp") {
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()}).with_source_system(source_system);
-    return Client::create(c);
-  }
-
   // Runs `java-interop produce` and checks it acknowledged everything.
   static void java_produce(const std::string& topic, int count, int keys) {
     auto r = run_command({kJavaInterop, "produce", bootstrap(), topic, std::to_string(count), std::to_string(keys)});

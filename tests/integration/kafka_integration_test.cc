@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "support/kafka_admin.h"
+#include "support/real_kafka.h"
 #include "support/test_support.h"
 
 namespace prosody {
@@ -18,46 +19,7 @@ using testing::RecordingHandler;
 using testing::unique_name;
 using testing::wait_until;
 
-std::string bootstrap() {
-  const char* b = std::getenv("PROSODY_IT_BOOTSTRAP");
-  return b ? b : "";
-}
-
-class RealKafka : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // Fail, never skip: a missing broker must be loud.
-    ASSERT_FALSE(bootstrap().empty()) << "PROSODY_IT_BOOTSTRAP is not set: run the suite through scripts/test, "
-                                         "which starts a real Kafka broker";
-  }
-
-  std::string make_topic(int partitions) {
-    auto name = unique_name("it");
-    auto err = testing::create_topic(bootstrap(), name, partitions);
-    EXPECT_EQ(err, "") << "cannot create topic " << name;
-    return name;
-  }
-
-  static Config consumer_config(const std::string& topic, const std::string& group) {
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()})
-        .with_group_id(group)
-        .with_subscribed_topics(std::vector<std::string>{topic})
-        .with_probe_port(std::nullopt)
-        .with_poll_interval(20ms)
-        .with_commit_interval(200ms)
-        .with_shutdown_timeout(20s)
-        .with_kafka_property("session.timeout.ms", "6000")
-        .with_kafka_property("heartbeat.interval.ms", "500");
-    return c;
-  }
-
-  std::shared_ptr<Client> producer_client() {
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()}).with_source_system("it-producer");
-    return Client::create(c);
-  }
-};
+class RealKafka : public testing::RealKafkaTest {};
 
 TEST_F(RealKafka, PerKeyOrderAcrossEightPartitionsAndTenThousandKeys) {
   const auto topic = make_topic(8);
