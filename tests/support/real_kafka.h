@@ -39,17 +39,10 @@ class RealKafkaTest : public ::testing::Test {
 
   static Config consumer_config(const std::string& topic, const std::string& group) {
     using namespace std::chrono_literals;
-    Config c;
-    c.with_bootstrap_servers(std::vector<std::string>{bootstrap()})
-        .with_group_id(group)
-        .with_subscribed_topics(std::vector<std::string>{topic})
-        .with_probe_port(std::nullopt)
-        .with_poll_interval(20ms)
+    return test_consumer_config(topic, group)
+        .with_bootstrap_servers(std::vector<std::string>{bootstrap()})
         .with_commit_interval(200ms)
-        .with_shutdown_timeout(20s)
-        .with_kafka_property("session.timeout.ms", "6000")
-        .with_kafka_property("heartbeat.interval.ms", "500");
-    return c;
+        .with_shutdown_timeout(20s);
   }
 
   // A producer whose records the consumers under test do not skip.

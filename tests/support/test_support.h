@@ -35,23 +35,29 @@ inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseco
   return pred();
 }
 
-// A consumer on the in-process mock cluster with test-friendly timings:
-// short poll and commit intervals, and a short session timeout (the mock
-// cluster waits for a departed member's session to expire).
-inline Config mock_consumer_config(const std::string& topic, const std::string& group, int partitions = 1) {
+// What every test consumer shares: a short poll interval, no probe server,
+// and a short session timeout (so a departed member's partitions move fast;
+// the mock cluster in particular waits for the session to expire).
+inline Config test_consumer_config(const std::string& topic, const std::string& group) {
   using namespace std::chrono_literals;
   Config c;
-  c.with_mock(true)
-      .with_group_id(group)
+  c.with_group_id(group)
       .with_subscribed_topics(std::vector<std::string>{topic})
-      .with_mock_partitions(partitions)
       .with_probe_port(std::nullopt)
       .with_poll_interval(20ms)
-      .with_commit_interval(100ms)
-      .with_shutdown_timeout(10s)
       .with_kafka_property("session.timeout.ms", "6000")
       .with_kafka_property("heartbeat.interval.ms", "500");
   return c;
+}
+
+// A consumer on the in-process mock cluster.
+inline Config mock_consumer_config(const std::string& topic, const std::string& group, int partitions = 1) {
+  using namespace std::chrono_literals;
+  return test_consumer_config(topic, group)
+      .with_mock(true)
+      .with_mock_partitions(partitions)
+      .with_commit_interval(100ms)
+      .with_shutdown_timeout(10s);
 }
 
 // Payload: {"seq": <per-key sequence>, "key": "..."}.
