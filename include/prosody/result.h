@@ -44,6 +44,7 @@ enum class ErrorCode {
   topic_missing,
   message_too_large,
   shut_down,
+  store,  // a timer/defer/dedup store failed (transient when a retry may succeed)
 };
 
 std::string_view to_string(ErrorCode c) noexcept;

@@ -28,6 +28,7 @@ std::string_view to_string(ErrorCode c) noexcept {
     case ErrorCode::topic_missing: return "topic_missing";
     case ErrorCode::message_too_large: return "message_too_large";
     case ErrorCode::shut_down: return "shut_down";
+    case ErrorCode::store: return "store";
   }
   return "unknown";
 }
