@@ -19,7 +19,7 @@
 
 namespace prosody::store {
 
-class MemoryTimerStore final : public TimerStore {
+class MemoryTimerStore : public TimerStore {
  public:
   Status upsert(const TimerSegment& segment, const StoredTimer& timer) override;
   Status remove(const TimerSegment& segment, const Key& key, TimerType type, EpochSeconds time) override;
