@@ -1,0 +1,339 @@
+#include "middleware/fair_scheduler.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+namespace prosody::middleware {
+
+namespace {
+
+double seconds_between(Clock::steady_time from, Clock::steady_time to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+}  // namespace
+
+std::string_view to_string(DemandClass c) noexcept {
+  return c == DemandClass::normal ? "normal" : "failure";
+}
+
+SchedulerOptions SchedulerOptions::from_config(const Config& config) {
+  SchedulerOptions o;
+  o.max_concurrency = config.max_concurrency();
+  o.failure_weight = config.scheduler_failure_weight();
+  o.max_wait = config.scheduler_max_wait();
+  o.wait_weight = config.scheduler_wait_weight();
+  o.cache_size = static_cast<std::size_t>(std::max(config.scheduler_cache_size(), 1));
+  return o;
+}
+
+// One request's queue entry, shared by the queue, its Ticket and the thread
+// that grants it. All fields are guarded by the scheduler's mutex.
+struct FairScheduler::Waiter {
+  enum class State { waiting, granted, taken, abandoned };
+
+  ScheduleRequest request;
+  std::uint64_t seq = 0;
+  double vt_snapshot = 0;  // the key's VT at enqueue, as of vt_at
+  time_point vt_at{};
+  State state = State::waiting;
+  time_point granted_at{};
+  std::function<void()> on_granted;
+  WaitList::iterator position;  // valid while waiting
+  std::condition_variable_any cv;
+};
+
+double FairScheduler::Decayed::at_time(time_point now) const noexcept {
+  if (value == 0) return 0;
+  const double dt = seconds_between(at, now);
+  if (dt <= 0) return value;
+  return value * std::exp2(-dt / static_cast<double>(kHalfLife.count()));
+}
+
+void FairScheduler::Decayed::add(double seconds, time_point now) noexcept {
+  value = at_time(now) + seconds;
+  at = std::max(at, now);
+}
+
+FairScheduler::FairScheduler(SchedulerOptions options, std::shared_ptr<const Clock> clock)
+    : options_([&] {
+        options.max_concurrency = std::max(options.max_concurrency, 1);
+        options.failure_weight = std::clamp(options.failure_weight, 0.0, 1.0);
+        return options;
+      }()),
+      clock_(std::move(clock)),
+      vt_(options_.cache_size) {}
+
+FairScheduler::~FairScheduler() {
+  std::lock_guard lock(mutex_);
+  // Permits and Tickets hold a raw pointer back to us.
+  assert(in_use_ == 0 && waiting_normal_.empty() && waiting_failure_.empty());
+}
+
+std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(ScheduleRequest&& request,
+                                                                         std::function<void()>&& on_granted,
+                                                                         time_point now) {
+  auto w = std::make_shared<Waiter>();
+  if (!request.enqueued_at) request.enqueued_at = now;
+  if (const Decayed* vt = vt_.peek(request.key)) {
+    w->vt_snapshot = vt->value;
+    w->vt_at = vt->at;
+  }
+  w->request = std::move(request);
+  w->seq = next_seq_++;
+  w->on_granted = std::move(on_granted);
+  WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
+  w->position = list.insert(list.end(), w);
+  return w;
+}
+
+Result<FairScheduler::Permit> FairScheduler::acquire(ScheduleRequest request, std::stop_token stop) {
+  std::shared_ptr<Waiter> w;
+  {
+    std::lock_guard lock(mutex_);
+    const time_point now = clock_->now();
+    // Fast path without a queue entry: a free permit means nobody waits.
+    if (in_use_ < options_.max_concurrency) {
+      assert(waiting_normal_.empty() && waiting_failure_.empty());
+      ++in_use_;
+      if (!request.enqueued_at) request.enqueued_at = now;
+      return Permit(this, std::move(request), now);
+    }
+    w = make_waiter_locked(std::move(request), {}, now);
+  }
+  return wait_for(w, std::move(stop));
+}
+
+std::optional<FairScheduler::Permit> FairScheduler::try_acquire(ScheduleRequest request) {
+  std::lock_guard lock(mutex_);
+  if (in_use_ >= options_.max_concurrency) return std::nullopt;
+  const time_point now = clock_->now();
+  ++in_use_;
+  if (!request.enqueued_at) request.enqueued_at = now;
+  return Permit(this, std::move(request), now);
+}
+
+FairScheduler::Ticket FairScheduler::enqueue(ScheduleRequest request, std::function<void()> on_granted) {
+  std::vector<std::shared_ptr<Waiter>> granted;
+  std::shared_ptr<Waiter> w;
+  {
+    std::lock_guard lock(mutex_);
+    const time_point now = clock_->now();
+    w = make_waiter_locked(std::move(request), std::move(on_granted), now);
+    dispatch_locked(now, granted);
+  }
+  wake(granted);
+  return Ticket(this, std::move(w));
+}
+
+Result<FairScheduler::Permit> FairScheduler::wait_for(const std::shared_ptr<Waiter>& w, std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  w->cv.wait(lock, stop, [&] { return w->state != Waiter::State::waiting; });
+  if (w->state == Waiter::State::granted) {
+    w->state = Waiter::State::taken;
+    return Permit(this, std::move(w->request), w->granted_at);
+  }
+  if (w->state == Waiter::State::waiting) {
+    WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
+    list.erase(w->position);
+    w->state = Waiter::State::abandoned;
+    return Error::transient("cancelled while waiting for a scheduler permit", ErrorCode::cancelled);
+  }
+  return Error(ErrorClass::transient, ErrorCode::invalid_state, "scheduler ticket already used");
+}
+
+std::optional<FairScheduler::Permit> FairScheduler::take(const std::shared_ptr<Waiter>& w) {
+  std::lock_guard lock(mutex_);
+  if (w->state != Waiter::State::granted) return std::nullopt;
+  w->state = Waiter::State::taken;
+  return Permit(this, std::move(w->request), w->granted_at);
+}
+
+bool FairScheduler::is_granted(const std::shared_ptr<Waiter>& w) const {
+  std::lock_guard lock(mutex_);
+  return w->state == Waiter::State::granted;
+}
+
+void FairScheduler::cancel(const std::shared_ptr<Waiter>& w) {
+  std::vector<std::shared_ptr<Waiter>> granted;
+  {
+    std::lock_guard lock(mutex_);
+    switch (w->state) {
+      case Waiter::State::waiting: {
+        WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
+        list.erase(w->position);
+        w->state = Waiter::State::abandoned;
+        return;
+      }
+      case Waiter::State::granted:
+        // Granted but never taken: the slot goes to the next waiter.
+        w->state = Waiter::State::abandoned;
+        --in_use_;
+        dispatch_locked(clock_->now(), granted);
+        break;
+      case Waiter::State::taken:
+      case Waiter::State::abandoned:
+        return;
+    }
+  }
+  wake(granted);
+}
+
+void FairScheduler::release(const ScheduleRequest& request, time_point granted_at, bool charge) {
+  std::vector<std::shared_ptr<Waiter>> granted;
+  {
+    std::lock_guard lock(mutex_);
+    const time_point now = clock_->now();
+    if (charge) {
+      const double ran = std::max(0.0, seconds_between(granted_at, now));
+      vt_.get_or_create(request.key).add(ran, now);
+      (request.demand == DemandClass::normal ? success_time_ : failure_time_).add(ran, now);
+    }
+    assert(in_use_ > 0);
+    --in_use_;
+    dispatch_locked(now, granted);
+  }
+  wake(granted);
+}
+
+void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted) {
+  while (in_use_ < options_.max_concurrency) {
+    std::shared_ptr<Waiter> w = pick_locked(now);
+    if (!w) return;
+    w->state = Waiter::State::granted;
+    w->granted_at = now;
+    ++in_use_;
+    granted.push_back(std::move(w));
+  }
+}
+
+FairScheduler::WaitList::iterator FairScheduler::best_in_locked(WaitList& list, time_point now) {
+  const double max_wait = std::chrono::duration<double>(options_.max_wait).count();
+  auto best = list.end();
+  double best_priority = std::numeric_limits<double>::infinity();
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    const Waiter& w = **it;
+    const double vt = Decayed{w.vt_snapshot, w.vt_at}.at_time(now);
+    const double waited = std::max(0.0, seconds_between(*w.request.enqueued_at, now));
+    const double boost = max_wait > 0 ? std::min(waited / max_wait, 1.0) : 1.0;
+    const double priority = vt - options_.wait_weight * boost * boost;
+    // Strictly lower: the list is in arrival order, so ties keep the earlier.
+    if (best == list.end() || priority < best_priority) {
+      best = it;
+      best_priority = priority;
+    }
+  }
+  return best;
+}
+
+std::shared_ptr<FairScheduler::Waiter> FairScheduler::pick_locked(time_point now) {
+  WaitList* list = nullptr;
+  if (waiting_normal_.empty() && waiting_failure_.empty()) return nullptr;
+  if (waiting_failure_.empty()) {
+    list = &waiting_normal_;
+  } else if (waiting_normal_.empty()) {
+    list = &waiting_failure_;
+  } else {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    const double w = options_.failure_weight;
+    const double normal_score = w >= 1.0 ? inf : success_time_.at_time(now) / (1.0 - w);
+    const double failure_score = w <= 0.0 ? inf : failure_time_.at_time(now) / w;
+    list = failure_score < normal_score ? &waiting_failure_ : &waiting_normal_;
+  }
+  auto it = best_in_locked(*list, now);
+  std::shared_ptr<Waiter> w = std::move(*it);
+  list->erase(it);
+  return w;
+}
+
+void FairScheduler::wake(std::vector<std::shared_ptr<Waiter>>& granted) {
+  for (auto& w : granted) {
+    // The waiter's cv is paired with the scheduler mutex, and the state
+    // change happened under it, so a notify after unlocking cannot be lost.
+    w->cv.notify_one();
+    if (w->on_granted) {
+      auto callback = std::move(w->on_granted);
+      callback();
+    }
+  }
+}
+
+FairScheduler::Snapshot FairScheduler::snapshot() const {
+  std::lock_guard lock(mutex_);
+  const time_point now = clock_->now();
+  Snapshot s;
+  s.max_concurrency = options_.max_concurrency;
+  s.in_use = in_use_;
+  s.waiting_normal = waiting_normal_.size();
+  s.waiting_failure = waiting_failure_.size();
+  s.success_seconds = success_time_.at_time(now);
+  s.failure_seconds = failure_time_.at_time(now);
+  s.tracked_keys = vt_.size();
+  return s;
+}
+
+double FairScheduler::virtual_time_seconds(const TopicPartitionKey& key) const {
+  std::lock_guard lock(mutex_);
+  const Decayed* vt = vt_.peek(key);
+  return vt == nullptr ? 0.0 : vt->at_time(clock_->now());
+}
+
+// ---- Permit -----------------------------------------------------------------
+
+FairScheduler::Permit::Permit(Permit&& other) noexcept
+    : scheduler_(std::exchange(other.scheduler_, nullptr)),
+      request_(std::move(other.request_)),
+      granted_at_(other.granted_at_) {}
+
+FairScheduler::Permit& FairScheduler::Permit::operator=(Permit&& other) noexcept {
+  if (this != &other) {
+    release();
+    scheduler_ = std::exchange(other.scheduler_, nullptr);
+    request_ = std::move(other.request_);
+    granted_at_ = other.granted_at_;
+  }
+  return *this;
+}
+
+void FairScheduler::Permit::release() {
+  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(request_, granted_at_, true);
+}
+
+void FairScheduler::Permit::release_uncharged() {
+  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(request_, granted_at_, false);
+}
+
+// ---- Ticket -----------------------------------------------------------------
+
+FairScheduler::Ticket& FairScheduler::Ticket::operator=(Ticket&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    scheduler_ = other.scheduler_;
+    waiter_ = std::move(other.waiter_);
+  }
+  return *this;
+}
+
+bool FairScheduler::Ticket::granted() const { return waiter_ && scheduler_->is_granted(waiter_); }
+
+std::optional<FairScheduler::Permit> FairScheduler::Ticket::take() {
+  if (!waiter_) return std::nullopt;
+  auto permit = scheduler_->take(waiter_);
+  if (permit) waiter_.reset();
+  return permit;
+}
+
+Result<FairScheduler::Permit> FairScheduler::Ticket::wait(std::stop_token stop) {
+  if (!waiter_) return Error(ErrorClass::transient, ErrorCode::invalid_state, "empty scheduler ticket");
+  auto result = scheduler_->wait_for(waiter_, std::move(stop));
+  waiter_.reset();
+  return result;
+}
+
+void FairScheduler::Ticket::cancel() {
+  if (auto w = std::move(waiter_)) scheduler_->cancel(w);
+}
+
+}  // namespace prosody::middleware
