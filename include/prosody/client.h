@@ -53,6 +53,8 @@ struct ConsumerStats {
   std::uint64_t max_uncommitted_seen = 0;     // per partition
   std::uint64_t max_enqueued_per_key_seen = 0;
   std::uint64_t max_in_flight_seen = 0;
+  std::uint64_t timers_fired = 0;              // on_timer calls started (not counting retries)
+  std::uint64_t max_timer_lateness_ms = 0;     // worst delay from a timer's due time to its start
 };
 
 class Client {

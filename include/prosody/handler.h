@@ -1,8 +1,9 @@
 // File: prosody/handler.h
 //
-// The user's event handler. `on_message` is called once per record, never
-// concurrently for the same key, concurrently across keys, on the engine's
-// worker threads. Return ok_status() on success or an Error whose class tells
+// The user's event handler. `on_message` is called once per record and
+// `on_timer` once per due timer (see prosody/timer.h), never concurrently for
+// the same key, concurrently across keys, on the engine's worker threads; a
+// key's messages and timers run in arrival/due order. Return ok_status() on success or an Error whose class tells
 // the engine what to do:
 //   transient  -> retried with backoff (pipeline: forever; low_latency:
 //                 max_retries, then the failure topic; best_effort: logged)
@@ -20,6 +21,7 @@
 #include "prosody/context.h"
 #include "prosody/message.h"
 #include "prosody/result.h"
+#include "prosody/timer.h"
 
 namespace prosody {
 
@@ -30,6 +32,11 @@ class EventHandler {
   virtual ~EventHandler() = default;
 
   virtual HandlerResult on_message(Context& context, const Message& message) = 0;
+
+  // Called when a timer scheduled through Context::schedule is due. The
+  // default fails permanently (a handler that schedules timers must handle
+  // them); the timer is then removed.
+  virtual HandlerResult on_timer(Context& context, const Timer& timer);
 
   // Override to mark errors permanent that the handler returned as
   // transient (e.g. by inspecting the message text or code).

@@ -12,4 +12,5 @@
 #include "prosody/message.h"
 #include "prosody/producer.h"
 #include "prosody/result.h"
+#include "prosody/timer.h"
 #include "prosody/types.h"

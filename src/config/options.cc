@@ -208,7 +208,7 @@ std::vector<OptionSpec> Access::build_specs() {
       ">= 1", "Partitions per topic created in mock mode", true},
       &C::mock_partitions_, at_least(1)));
   t.push_back(option(OptionInfo{"state_dir", "PROSODY_STATE_DIR", "Core", "<$XDG_STATE_HOME or ~/.local/state>/prosody",
-      "directory path", "Directory for local persistent state", false},
+      "directory path", "Directory for local persistent state (the SQLite timer store when Cassandra is not configured)", true},
       &C::state_dir_, Check<std::string>{}, Parser<std::string>{parse_defaultable_string}));
   // ---- Consumer
   t.push_back(option(OptionInfo{"max_concurrency", "PROSODY_MAX_CONCURRENCY", "Consumer", "32",
@@ -252,7 +252,7 @@ std::vector<OptionSpec> Access::build_specs() {
       "1m <= duration <= 630720000s", "TTL for dedup records in Cassandra", false},
       &C::idempotence_ttl_, duration_between(std::chrono::minutes(1), kCassandraMaxTtl)));
   t.push_back(option(OptionInfo{"slab_size", "PROSODY_SLAB_SIZE", "Consumer", "1h",
-      "duration > 0", "Timer storage granularity (rarely needs changing)", false},
+      "duration > 0", "Timer storage granularity (rarely needs changing)", true},
       &C::slab_size_, positive_duration()));
   t.push_back(option(OptionInfo{"message_spans", "PROSODY_MESSAGE_SPANS", "Consumer", "child",
       "child or follows_from", "Span linking for message execution", false},

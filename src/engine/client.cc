@@ -9,6 +9,7 @@
 #include "kafka/producer.h"
 #include "prosody/client.h"
 #include "prosody/logging.h"
+#include "store/store_selection.h"
 #include "telemetry/probe_server.h"
 
 namespace prosody {
@@ -73,8 +74,12 @@ class ClientImpl final : public Client {
       if (!p) return std::move(p).error();
       dead_letters = *p;
     }
-    auto engine = engine::ConsumerEngine::start(engine::EngineSettings::from(config_, *bootstrap), std::move(handler),
-                                                clock_, dead_letters);
+    auto timer_store = store::open_timer_store(config_);
+    if (!timer_store) return std::move(timer_store).error();
+    auto settings = engine::EngineSettings::from(config_, *bootstrap);
+    settings.timer_store = std::move(*timer_store);
+    prosody::logger()->info("timers are stored in {}", settings.timer_store->describe());
+    auto engine = engine::ConsumerEngine::start(std::move(settings), std::move(handler), clock_, dead_letters);
     if (!engine) return std::move(engine).error();
     engine_ = std::move(*engine);
     // Probes are for orchestrated deployments: off in mock mode (as Prosody).

@@ -8,6 +8,9 @@ namespace prosody::engine {
 // ---------------------------------------------------------------- startup
 
 Status Engine::init() {
+  if (!settings_.timer_store) {
+    return Error::permanent("consumer engine started without a timer store", ErrorCode::invalid_config);
+  }
   auto conf = kafka::consumer_conf(settings_);
   if (!conf) return std::move(conf).error();
   rd_kafka_conf_set_opaque(conf->get(), this);
@@ -25,6 +28,7 @@ Status Engine::init() {
     return Error::permanent("cannot subscribe to topics: " + kafka::err_text(e), ErrorCode::kafka);
   }
   last_poll_beat_ = clock_->now().time_since_epoch().count();
+  timer_service_.start();
   for (std::size_t i = 0; i < slots_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   poll_thread_ = std::thread([this] { poll_loop(); });
   log_->info("consumer started: group '{}', topics [{}], mode {}, max_concurrency {}, max_uncommitted {}",
@@ -57,6 +61,7 @@ Status Engine::shutdown() {
   stopping_ = true;
   wake();
   if (poll_thread_.joinable()) poll_thread_.join();
+  timer_service_.stop();  // every partition was revoked by the consumer close
   ready_.close();
   for (auto& w : workers_) w.join();
   // librdkafka's threads call on_queue_event until the handle is destroyed:

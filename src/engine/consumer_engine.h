@@ -33,6 +33,7 @@
 #include "prosody/handler.h"
 #include "prosody/producer.h"
 #include "prosody/result.h"
+#include "store/timer_store.h"
 
 namespace prosody::engine {
 
@@ -57,6 +58,10 @@ struct EngineSettings {
   std::chrono::milliseconds shutdown_timeout{30000};
   std::chrono::milliseconds stall_threshold{300000};
   std::chrono::milliseconds timeout{240000};
+  // Durable timers: where they are stored, and the slab size they are
+  // loaded by. Required (the client picks memory, SQLite or Cassandra).
+  std::shared_ptr<store::TimerStore> timer_store;
+  std::chrono::seconds slab_size{3600};
 
   static EngineSettings from(const Config& config, const std::string& bootstrap_servers);
 };

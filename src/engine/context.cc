@@ -2,8 +2,10 @@
 #include <mutex>
 
 #include "engine/invocation_slot.h"
+#include "engine/partition_state.h"
 #include "prosody/context.h"
 #include "prosody/handler.h"
+#include "timers/timer_service.h"
 
 namespace prosody {
 
@@ -31,10 +33,56 @@ bool Context::wait_for_cancel(std::chrono::nanoseconds timeout) const {
   return cv.wait_for(l, token, timeout, [] { return false; }) || token.stop_requested();
 }
 
-const Topic& Context::topic() const { return *slot_->record->topic; }
-Partition Context::partition() const { return slot_->record->partition; }
-const Key& Context::key() const { return slot_->record->key; }
+const Topic& Context::topic() const { return slot_->partition->topic; }
+Partition Context::partition() const { return slot_->partition->partition; }
+const Key& Context::key() const { return *slot_->key; }
 int Context::attempt() const { return slot_->attempt; }
+
+namespace {
+
+timers::EpochSeconds epoch(TimerTime t) { return t.time_since_epoch().count(); }
+
+}  // namespace
+
+Status Context::schedule(std::chrono::system_clock::time_point time) {
+  auto t = to_timer_time(time);
+  if (!t) return t.error();
+  auto s = slot_->partition->timers->schedule(key(), TimerType::application, epoch(*t));
+  if (s && slot_->timer_service) slot_->timer_service->notify_scheduled(epoch(*t));
+  return s;
+}
+
+Status Context::clear_and_schedule(std::chrono::system_clock::time_point time) {
+  auto t = to_timer_time(time);
+  if (!t) return t.error();
+  auto s = slot_->partition->timers->clear_and_schedule(key(), TimerType::application, epoch(*t));
+  if (s && slot_->timer_service) slot_->timer_service->notify_scheduled(epoch(*t));
+  return s;
+}
+
+Status Context::unschedule(std::chrono::system_clock::time_point time) {
+  auto t = to_timer_time(time);
+  if (!t) return t.error();
+  return slot_->partition->timers->unschedule(key(), TimerType::application, epoch(*t));
+}
+
+Status Context::clear_scheduled() { return slot_->partition->timers->clear(key(), TimerType::application); }
+
+Result<std::vector<TimerTime>> Context::scheduled() const {
+  auto times = slot_->partition->timers->scheduled(key(), TimerType::application);
+  if (!times) return times.error();
+  std::vector<TimerTime> out;
+  out.reserve(times->size());
+  for (auto t : *times) out.push_back(TimerTime{std::chrono::seconds{t}});
+  return out;
+}
+
+HandlerResult EventHandler::on_timer(Context& context, const Timer& timer) {
+  return Error::permanent("a timer for key '" + context.key() + "' fired at " +
+                              std::to_string(timer.time().time_since_epoch().count()) +
+                              " s but the handler does not override on_timer",
+                          ErrorCode::invalid_state);
+}
 
 Error EventHandler::classify_exception(std::exception_ptr exception) const {
   try {

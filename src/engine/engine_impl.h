@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -21,6 +22,7 @@
 #include "engine/stats.h"
 #include "kafka/handles.h"
 #include "prosody/logging.h"
+#include "timers/timer_service.h"
 
 namespace prosody::engine {
 
@@ -74,7 +76,10 @@ class Engine final : public ConsumerEngine {
  public:
   Engine(EngineSettings s, std::shared_ptr<EventHandler> h, std::shared_ptr<Clock> c, Producer* dl)
       : settings_(std::move(s)), handler_(std::move(h)), clock_(std::move(c)), dead_letters_(dl),
-        log_(prosody::logger()), slots_(static_cast<std::size_t>(settings_.max_concurrency)) {}
+        log_(prosody::logger()), slots_(static_cast<std::size_t>(settings_.max_concurrency)),
+        timer_service_(clock_, settings_.slab_size, std::chrono::seconds(1)) {
+    for (auto& slot : slots_) slot.timer_service = &timer_service_;
+  }
 
   ~Engine() override {
     if (!shut_down_) (void)shutdown();
@@ -112,8 +117,23 @@ class Engine final : public ConsumerEngine {
   void worker_loop(std::size_t index);
   bool unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready);
   Outcome process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot);
+  Outcome process_timer(const timers::DueTimer& timer, PartitionState& p, detail::InvocationSlot& slot);
+  // Runs `invoke` until it succeeds or on_failure says otherwise.
+  // `where()` names the event for logs; `invoke()` runs the handler once.
+  // On Next::dead_letter it returns nullopt with the error and attempt count
+  // left in `failure` (messages only).
+  struct Failure {
+    std::optional<Error> error;
+    int attempts = 0;
+  };
+  template <typename Where, typename Invoke>
+  std::optional<Outcome> run_attempts(const Key& key, PartitionState& p, detail::InvocationSlot& slot,
+                                      bool is_timer, Where&& where, Invoke&& invoke, Failure& failure);
   enum class Next { retry, complete, abandon, halt, dead_letter };
-  Next on_failure(detail::Record& rec, PartitionState& p, const Error& error, int attempt, std::mt19937_64& rng);
+  Next on_failure(const std::string& where, bool is_timer, PartitionState& p, const Error& error, int attempt,
+                  std::mt19937_64& rng);
+  // Timer thread: queues a due timer behind the key's earlier events.
+  bool deliver_timer(const std::weak_ptr<PartitionState>& partition, timers::DueTimer timer);
   Outcome dead_letter(detail::Record& rec, PartitionState& p, const Error& error, int attempts);
   bool backoff(PartitionState& p, int attempt, std::mt19937_64& rng);
 
@@ -144,6 +164,9 @@ class Engine final : public ConsumerEngine {
   std::condition_variable wake_cv_;
   std::atomic<bool> wake_pending_{false};
   std::mutex shutdown_mutex_;
+
+  // Declared last: its thread calls deliver_timer, which uses the members above.
+  timers::TimerService timer_service_;
 };
 
 }  // namespace prosody::engine

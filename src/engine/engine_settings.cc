@@ -1,5 +1,7 @@
 #include "engine/consumer_engine.h"
 
+#include <algorithm>
+
 namespace prosody::engine {
 
 EngineSettings EngineSettings::from(const Config& c, const std::string& bootstrap_servers) {
@@ -23,6 +25,7 @@ EngineSettings EngineSettings::from(const Config& c, const std::string& bootstra
   s.shutdown_timeout = c.shutdown_timeout();
   s.stall_threshold = c.stall_threshold();
   s.timeout = c.effective_timeout();
+  s.slab_size = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(c.slab_size()));
   return s;
 }
 

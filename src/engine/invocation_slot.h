@@ -20,6 +20,9 @@
 namespace prosody::engine {
 struct PartitionState;
 }
+namespace prosody::timers {
+class TimerService;
+}
 
 namespace prosody::detail {
 
@@ -29,17 +32,21 @@ struct InvocationSlot {
   std::atomic<int> reason{0};                  // CancelReason
   std::chrono::steady_clock::time_point started{};  // guarded by mutex
   bool active = false;                         // guarded by mutex
-  const Record* record = nullptr;              // guarded by mutex
-  const engine::PartitionState* partition = nullptr;  // guarded by mutex
+  // What the handler is running for (a record or a timer). Set by the
+  // worker before the call; the handler reads them through Context.
+  const Key* key = nullptr;                    // guarded by mutex
+  engine::PartitionState* partition = nullptr;  // guarded by mutex
   int attempt = 0;
+  // Wakes the timer thread when a handler schedules something due soon.
+  timers::TimerService* timer_service = nullptr;  // set once by the engine
 
-  void begin(const Record& r, const engine::PartitionState& p, int attempt_no, std::chrono::steady_clock::time_point now) {
+  void begin(const Key& k, engine::PartitionState& p, int attempt_no, std::chrono::steady_clock::time_point now) {
     std::lock_guard l(mutex);
     stop = std::stop_source();
     reason.store(0, std::memory_order_relaxed);
     started = now;
     active = true;
-    record = &r;
+    key = &k;
     partition = &p;
     attempt = attempt_no;
   }
@@ -47,7 +54,7 @@ struct InvocationSlot {
     std::lock_guard l(mutex);
     active = false;
     stop = std::stop_source(std::nostopstate);
-    record = nullptr;
+    key = nullptr;
     partition = nullptr;
   }
   // Requests cancellation if active (and, if given, running on `p`).

@@ -27,12 +27,19 @@
 #include "engine/offset_tracker.h"
 #include "engine/record.h"
 #include "kafka/handles.h"
+#include "timers/partition_timers.h"
 
 namespace prosody::engine {
 
+// One unit of work for a key: a consumed record or a due timer.
+struct QueuedEvent {
+  detail::RecordPtr record;
+  std::unique_ptr<timers::DueTimer> timer;
+};
+
 struct KeyQueue {
   Key key;
-  std::deque<detail::RecordPtr> pending;  // waiting, not running
+  std::deque<QueuedEvent> pending;  // waiting, not running
   bool scheduled = false;                 // in the ready queue or running
 };
 
@@ -53,11 +60,15 @@ struct PartitionState {
   std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>> keys;  // guarded
   std::deque<detail::RecordPtr> parked;  // guarded: waiting for room in their key queue
   int in_flight = 0;          // guarded
-  int queued = 0;             // guarded: records in key queues + parked
+  int queued = 0;             // guarded: events in key queues + parked records
   bool drop_queued = false;   // guarded: revoke gave up draining (or a record was abandoned)
   bool revoked = false;       // guarded
   bool halted = false;        // guarded: a terminal error stopped the partition
   std::string halt_reason;    // guarded
+
+  // The partition's timers while it is owned (set before the partition is
+  // published to the workers; immutable after).
+  std::shared_ptr<timers::PartitionTimers> timers;
 
   // Fired on revoke: cuts retry backoffs short.
   std::stop_source revoke_source;

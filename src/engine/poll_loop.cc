@@ -132,7 +132,7 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
     p.parked.push_back(std::move(rec));  // the partition stops being read until this drains
     return true;
   }
-  kq.pending.push_back(std::move(rec));
+  kq.pending.push_back(QueuedEvent{std::move(rec), nullptr});
   stats_.note_enqueued(kq.pending.size());
   if (!kq.scheduled) {
     kq.scheduled = true;

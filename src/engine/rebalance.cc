@@ -28,8 +28,19 @@ void Engine::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
     p->queue.reset(rd_kafka_queue_get_partition(consumer_.get(), tp.topic, tp.partition));
     rd_kafka_queue_forward(p->queue.get(), nullptr);
     rd_kafka_queue_cb_event_enable(p->queue.get(), &Engine::on_queue_event, this);
-    std::unique_lock l(partitions_mutex_);
-    partitions_[{tp.topic, tp.partition}] = std::move(p);
+    // Its timers: whatever the previous owner left in the store is loaded
+    // by the timer thread and fires here.
+    p->timers = std::make_shared<timers::PartitionTimers>(
+        store::TimerSegment{settings_.group_id, p->topic, p->partition, settings_.slab_size.count()},
+        settings_.timer_store, static_cast<std::size_t>(settings_.max_uncommitted));
+    std::weak_ptr<PartitionState> weak = p;
+    auto timers = p->timers;
+    {
+      std::unique_lock l(partitions_mutex_);
+      partitions_[{tp.topic, tp.partition}] = std::move(p);
+    }
+    timer_service_.add(std::move(timers), [this, weak](const std::shared_ptr<timers::PartitionTimers>&,
+                                                        timers::DueTimer t) { return deliver_timer(weak, std::move(t)); });
   }
   rd_kafka_error_t* error = nullptr;
   if (cooperative) {
@@ -54,6 +65,9 @@ void Engine::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
       if (it != partitions_.end()) revoked.push_back(it->second);
     }
   }
+  // 0. No more timers fire for these partitions; the stored ones move with
+  //    the partition to its next owner.
+  for (auto& p : revoked) timer_service_.remove(p->timers);
   // 1. Stop reading. Records already taken keep being dispatched, so that
   //    everything handled lies in the contiguous committed prefix and the
   //    next owner redoes nothing; the work is bounded by max_uncommitted.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "prosody/client.h"
@@ -15,8 +16,9 @@ namespace prosody::engine {
 struct EngineStats {
   std::atomic<std::uint64_t> received{0}, handled{0}, failed{0}, retries{0}, skipped_permanent{0},
       decode_failures{0}, filtered_loop{0}, filtered_event_type{0}, dead_lettered{0}, pauses{0}, resumes{0},
-      rebalances{0}, committed_on_revoke{0}, topic_errors{0};
-  std::atomic<std::uint64_t> max_uncommitted_seen{0}, max_enqueued_per_key_seen{0}, max_in_flight_seen{0};
+      rebalances{0}, committed_on_revoke{0}, topic_errors{0}, timers_fired{0};
+  std::atomic<std::uint64_t> max_uncommitted_seen{0}, max_enqueued_per_key_seen{0}, max_in_flight_seen{0},
+      max_timer_lateness_ms{0};
 
   static void raise(std::atomic<std::uint64_t>& hw, std::uint64_t v) {
     auto cur = hw.load(std::memory_order_relaxed);
@@ -26,6 +28,9 @@ struct EngineStats {
   void note_uncommitted(std::uint64_t v) { raise(max_uncommitted_seen, v); }
   void note_enqueued(std::uint64_t v) { raise(max_enqueued_per_key_seen, v); }
   void note_in_flight(std::uint64_t v) { raise(max_in_flight_seen, v); }
+  void note_timer_lateness(std::chrono::milliseconds late) {
+    if (late.count() > 0) raise(max_timer_lateness_ms, static_cast<std::uint64_t>(late.count()));
+  }
 
   ConsumerStats snapshot() const {
     ConsumerStats s;
@@ -45,6 +50,8 @@ struct EngineStats {
     s.max_uncommitted_seen = max_uncommitted_seen;
     s.max_enqueued_per_key_seen = max_enqueued_per_key_seen;
     s.max_in_flight_seen = max_in_flight_seen;
+    s.timers_fired = timers_fired;
+    s.max_timer_lateness_ms = max_timer_lateness_ms;
     return s;
   }
 };

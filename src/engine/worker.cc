@@ -15,7 +15,7 @@ bool Engine::unpark(PartitionState& p, const std::shared_ptr<PartitionState>& se
     auto& rec = p.parked.front();
     KeyQueue& kq = key_queue(p, rec->key);
     if (static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) break;
-    kq.pending.push_back(std::move(rec));
+    kq.pending.push_back(QueuedEvent{std::move(rec), nullptr});
     p.parked.pop_front();
     stats_.note_enqueued(kq.pending.size());
     if (!kq.scheduled) {
@@ -27,12 +27,30 @@ bool Engine::unpark(PartitionState& p, const std::shared_ptr<PartitionState>& se
   return moved;
 }
 
+bool Engine::deliver_timer(const std::weak_ptr<PartitionState>& partition, timers::DueTimer timer) {
+  auto p = partition.lock();
+  if (!p) return false;
+  ReadyItem item{p, nullptr};
+  {
+    std::lock_guard l(p->mutex);
+    if (p->revoked || p->halted || p->drop_queued) return false;
+    KeyQueue& kq = key_queue(*p, timer.key);
+    kq.pending.push_back(QueuedEvent{nullptr, std::make_unique<timers::DueTimer>(std::move(timer))});
+    ++p->queued;
+    if (kq.scheduled) return true;
+    kq.scheduled = true;
+    item.key = &kq;
+  }
+  ready_.push(std::move(item));
+  return true;
+}
+
 void Engine::worker_loop(std::size_t index) {
   auto& slot = slots_[index];
   while (auto item = ready_.pop()) {
     PartitionState& p = *item->partition;
     KeyQueue* kq = item->key;
-    detail::RecordPtr rec;
+    QueuedEvent event;
     bool unblocked = false;
     std::vector<ReadyItem> newly_ready;
     {
@@ -43,7 +61,7 @@ void Engine::worker_loop(std::size_t index) {
         if (p.revoked && p.in_flight == 0) p.idle.notify_all();
         continue;
       }
-      rec = std::move(kq->pending.front());
+      event = std::move(kq->pending.front());
       kq->pending.pop_front();
       --p.queued;
       unblocked = unpark(p, item->partition, newly_ready);
@@ -54,7 +72,7 @@ void Engine::worker_loop(std::size_t index) {
     stats_.note_in_flight(static_cast<std::uint64_t>(now_in_flight));
     if (unblocked) wake();
 
-    const Outcome outcome = process(*rec, p, slot);
+    const Outcome outcome = event.record ? process(*event.record, p, slot) : process_timer(*event.timer, p, slot);
 
     --in_flight_total_;
     bool reschedule = false;
@@ -62,7 +80,7 @@ void Engine::worker_loop(std::size_t index) {
     {
       std::lock_guard l(p.mutex);
       --p.in_flight;
-      if (outcome == Outcome::complete && p.tracker.complete(rec->offset)) {
+      if (event.record && outcome == Outcome::complete && p.tracker.complete(event.record->offset)) {
         p.commit_dirty = true;
         freed_capacity = p.paused.load(std::memory_order_relaxed);
       }
@@ -83,8 +101,43 @@ void Engine::worker_loop(std::size_t index) {
   }
 }
 
-Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot) {
+template <typename Where, typename Invoke>
+std::optional<Outcome> Engine::run_attempts(const Key& key, PartitionState& p, detail::InvocationSlot& slot,
+                                            bool is_timer, Where&& where, Invoke&& invoke, Failure& failure) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  int attempt = 0;
+  for (;;) {
+    slot.begin(key, p, attempt, clock_->now());
+    Status result;
+    try {
+      Context ctx(slot);
+      result = invoke(ctx);
+    } catch (...) {
+      result = handler_->classify_exception(std::current_exception());
+    }
+    slot.end();
+    if (result.ok()) {
+      stats_.handled++;
+      return Outcome::complete;
+    }
+    stats_.failed++;
+    switch (on_failure(where(), is_timer, p, result.error(), attempt, rng)) {
+      case Next::retry:
+        ++attempt;
+        stats_.retries++;
+        continue;
+      case Next::complete: return Outcome::complete;
+      case Next::abandon: return Outcome::abandon;
+      case Next::halt: return Outcome::halt;
+      case Next::dead_letter:
+        failure.error = result.error();
+        failure.attempts = attempt + 1;
+        return std::nullopt;
+    }
+  }
+}
+
+Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot) {
   if (!rec.key_is_valid_utf8) {
     stats_.decode_failures++;
     auto e = Error::permanent("record key is not valid UTF-8", ErrorCode::decode_failed);
@@ -109,42 +162,50 @@ Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::Invocati
     stats_.filtered_event_type++;
     return Outcome::complete;
   }
-  int attempt = 0;
-  for (;;) {
-    slot.begin(rec, p, attempt, clock_->now());
-    Status result;
-    try {
-      Context ctx(slot);
-      Message msg(rec);
-      result = handler_->on_message(ctx, msg);
-    } catch (...) {
-      result = handler_->classify_exception(std::current_exception());
+  Failure failure;
+  auto where = [&] { return fmt::format("{}[{}]@{} key '{}'", p.topic, p.partition.value(), rec.offset.value(), rec.key); };
+  auto invoke = [&](Context& ctx) { return handler_->on_message(ctx, Message(rec)); };
+  if (auto outcome = run_attempts(rec.key, p, slot, /*is_timer=*/false, where, invoke, failure)) return *outcome;
+  return dead_letter(rec, p, *failure.error, failure.attempts);
+}
+
+Outcome Engine::process_timer(const timers::DueTimer& timer, PartitionState& p, detail::InvocationSlot& slot) {
+  auto& timers = *p.timers;
+  // Unscheduled after it fired (e.g. by a message of the key queued before
+  // it): nothing to run, nothing to remove.
+  if (!timers.begin(timer)) return Outcome::complete;
+  const TimerTime due{std::chrono::seconds{timer.time}};
+  stats_.timers_fired++;
+  const auto lateness = clock_->system_now() - due;
+  stats_.note_timer_lateness(std::chrono::duration_cast<std::chrono::milliseconds>(lateness));
+  Failure failure;
+  auto where = [&] {
+    return fmt::format("{}[{}] timer {} s key '{}'", p.topic, p.partition.value(), timer.time, timer.key);
+  };
+  auto invoke = [&](Context& ctx) {
+    return handler_->on_timer(ctx, Timer(p.topic, p.partition, timer.key, due, timer.type));
+  };
+  const auto outcome = run_attempts(timer.key, p, slot, /*is_timer=*/true, where, invoke, failure)
+                           .value_or(Outcome::complete);
+  if (outcome == Outcome::complete) {
+    if (auto s = timers.complete(timer); !s) {
+      log_->warn("{}: could not remove the completed timer from the store (retrying in the background; it may "
+                 "fire again after a restart): {}",
+                 where(), s.error().message());
     }
-    slot.end();
-    if (result.ok()) {
-      stats_.handled++;
-      return Outcome::complete;
-    }
-    stats_.failed++;
-    switch (on_failure(rec, p, result.error(), attempt, rng)) {
-      case Next::retry:
-        ++attempt;
-        stats_.retries++;
-        continue;
-      case Next::complete: return Outcome::complete;
-      case Next::abandon: return Outcome::abandon;
-      case Next::halt: return Outcome::halt;
-      case Next::dead_letter: return dead_letter(rec, p, result.error(), attempt + 1);
-    }
+    timer_service_.notify_completed();
+  } else {
+    // Left in the store: the partition's next owner (or a restart) fires it.
+    timers.abandon(timer);
   }
+  return outcome;
 }
 
 // Decides what a failed attempt leads to, by mode and error class. When it
 // answers `retry`, the backoff has already been waited.
-Engine::Next Engine::on_failure(detail::Record& rec, PartitionState& p, const Error& error, int attempt,
-                                std::mt19937_64& rng) {
+Engine::Next Engine::on_failure(const std::string& where, bool is_timer, PartitionState& p, const Error& error,
+                                int attempt, std::mt19937_64& rng) {
   const bool permanent = error.is_permanent() || handler_->is_permanent(error);
-  const auto where = fmt::format("{}[{}]@{} key '{}'", p.topic, p.partition.value(), rec.offset.value(), rec.key);
   if (error.is_terminal()) {
     log_->error("{}: terminal error, stopping the partition: {}", where, error.message());
     std::lock_guard l(p.mutex);
@@ -162,7 +223,7 @@ Engine::Next Engine::on_failure(detail::Record& rec, PartitionState& p, const Er
     return Next::abandon;
   }
   if (permanent) {
-    if (settings_.mode == Mode::low_latency) return Next::dead_letter;
+    if (settings_.mode == Mode::low_latency && !is_timer) return Next::dead_letter;
     log_->error("{}: permanent error, committing and moving on: {}", where, error.message());
     stats_.skipped_permanent++;
     return Next::complete;
@@ -171,7 +232,9 @@ Engine::Next Engine::on_failure(detail::Record& rec, PartitionState& p, const Er
     log_->warn("{}: transient error (best effort, not retried): {}", where, error.message());
     return Next::complete;
   }
-  if (settings_.mode == Mode::low_latency && attempt >= settings_.max_retries) return Next::dead_letter;
+  // Timers never go to the failure topic (there is no record to send): in
+  // low-latency mode they keep retrying, as in Prosody.
+  if (settings_.mode == Mode::low_latency && !is_timer && attempt >= settings_.max_retries) return Next::dead_letter;
   log_->warn("{}: transient error on attempt {}, retrying: {}", where, attempt + 1, error.message());
   return backoff(p, attempt, rng) ? Next::retry : Next::abandon;
 }

@@ -50,6 +50,14 @@ void TimerService::wake() {
   sleep_interrupt_.request_stop();
 }
 
+void TimerService::notify_scheduled(EpochSeconds time) {
+  if (time * 1000 < planned_wake_ms_.load(std::memory_order_relaxed)) wake();
+}
+
+void TimerService::notify_completed() {
+  if (backlogged_.exchange(false, std::memory_order_relaxed)) wake();
+}
+
 std::chrono::steady_clock::time_point TimerService::last_beat() const {
   return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_beat_.load()));
 }
@@ -93,8 +101,9 @@ std::int64_t TimerService::tick(std::int64_t now_ms) {
       if (!e->deliver(e->timers, std::move(due))) e->timers->abandon(copy);
     }
     if (auto next = e->timers->next_due()) {
-      // A due timer left behind (backpressure) is retried at the next beat
-      // or when a running timer completes and wakes us.
+      // A due timer left behind (backpressure) is retried when a running
+      // timer completes (notify_completed) or at the next beat.
+      if (*next <= now) backlogged_.store(true, std::memory_order_relaxed);
       wake_at = std::min(wake_at, *next <= now ? now_ms + heartbeat_.count() : *next * 1000);
     }
   }
@@ -105,7 +114,11 @@ void TimerService::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     last_beat_ = clock_->now().time_since_epoch().count();
     const auto now_ms = epoch_ms(clock_->system_now());
+    // Published before the tick: a timer scheduled during the tick for a
+    // time before the final wake-up still sees a later planned time and wakes us.
+    planned_wake_ms_.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
     const auto wake_at_ms = tick(now_ms);
+    planned_wake_ms_.store(wake_at_ms, std::memory_order_relaxed);
     std::stop_token interrupt;
     {
       std::lock_guard l(mutex_);

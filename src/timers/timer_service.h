@@ -47,9 +47,14 @@ class TimerService {
 
   void add(std::shared_ptr<PartitionTimers> timers, Deliver deliver);
   void remove(const std::shared_ptr<PartitionTimers>& timers);
-  // Re-evaluates the sleep: call after scheduling a time that may be due
-  // before the service would otherwise wake.
+  // Re-evaluates the sleep now.
   void wake();
+  // A handler scheduled `time`: wakes the service only if it would
+  // otherwise sleep past it (cheap when it would not).
+  void notify_scheduled(EpochSeconds time);
+  // A fired timer finished: wakes the service only if due timers were held
+  // back by backpressure.
+  void notify_completed();
 
   // Last time the service loop ran (steady clock ticks), for stall checks.
   std::chrono::steady_clock::time_point last_beat() const;
@@ -78,6 +83,8 @@ class TimerService {
   bool wake_requested_ = false;                  // guarded
   std::mt19937_64 rng_{std::random_device{}()};  // service thread only
   std::atomic<std::chrono::steady_clock::rep> last_beat_{0};
+  std::atomic<std::int64_t> planned_wake_ms_{0};  // epoch ms the service sleeps until
+  std::atomic<bool> backlogged_{false};           // due timers held back by backpressure
   std::jthread thread_;
 };
 

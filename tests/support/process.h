@@ -58,6 +58,12 @@ class ChildProcess {
     if (out_) ::fclose(out_);
   }
 
+  pid_t pid() const { return pid_; }
+  // Sends `sig` unless the process was already waited for.
+  void signal(int sig) {
+    if (pid_ > 0 && !exit_code_) ::kill(pid_, sig);
+  }
+
   // Next stdout line without its newline; nullopt at end of output.
   std::optional<std::string> read_line() {
     char* buf = nullptr;

@@ -1,0 +1,27 @@
+// Picks the stores a consumer uses, from its configuration:
+//   cassandra_nodes set -> Cassandra (fleets; Prosody-compatible)
+//   mock                -> memory (process-wide, like the mock cluster)
+//   otherwise           -> SQLite in the state directory (single machine):
+//                          <state_dir>/timers.sqlite, where state_dir
+//                          defaults to $XDG_STATE_HOME/prosody or
+//                          ~/.local/state/prosody. Consumers on one machine
+//                          that share the directory share their timers.
+//
+// Thread safety: any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "prosody/config.h"
+#include "prosody/result.h"
+#include "store/timer_store.h"
+
+namespace prosody::store {
+
+// The configured state directory, or the default, resolved to a path.
+Result<std::string> resolve_state_dir(const Config& config);
+
+Result<std::shared_ptr<TimerStore>> open_timer_store(const Config& config);
+
+}  // namespace prosody::store
