@@ -13,5 +13,6 @@ std::function<int()> add_demo(CLI::App& app);
 std::function<int()> add_produce(CLI::App& app);
 std::function<int()> add_tail(CLI::App& app);
 std::function<int()> add_config(CLI::App& app);
+std::function<int()> add_migrate(CLI::App& app);
 
 }  // namespace prosody::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   remember(prosody::cli::add_produce(app));
   remember(prosody::cli::add_tail(app));
   remember(prosody::cli::add_config(app));
+  remember(prosody::cli::add_migrate(app));
   CLI11_PARSE(app, argc, argv);
   for (auto& [sub, run] : commands) {
     if (sub->parsed()) return run();
