@@ -3,7 +3,9 @@
 // consumes them with per-key ordering and cross-key concurrency, prints a
 // per-key ordered log of a few keys as they are handled, and ends with a
 // summary: counts, throughput, concurrency reached and order violations
-// (which must be 0).
+// (which must be 0). Each key's first event schedules a durable follow-up
+// timer a few seconds later; the log shows the timers firing, each after
+// its key's earlier events.
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -27,6 +29,7 @@ struct DemoOptions {
   int concurrency = 32;
   int work_us = 1000;
   int show_keys = 3;
+  int timer_delay_s = 3;  // 0: no timers
   std::string topic = "demo-events";
 };
 
@@ -52,6 +55,14 @@ class OrderCheckingHandler final : public EventHandler {
                                  m.partition().value(), m.offset().value(), p.value("type", "?"));
       }
     }
+    if (seq == 0 && opts_.timer_delay_s > 0) {
+      // A follow-up for this key, e.g. "remind the user if nothing happened".
+      if (auto t = ctx.schedule(std::chrono::system_clock::now() + std::chrono::seconds(opts_.timer_delay_s)); !t) {
+        --running_;
+        return t.error();  // a store error is transient: the event is retried
+      }
+      ++timers_scheduled_;
+    }
     if (opts_.work_us > 0) {
       // Simulated I/O that gives up early if the engine asks us to stop.
       if (ctx.wait_for_cancel(std::chrono::microseconds(opts_.work_us))) {
@@ -61,16 +72,41 @@ class OrderCheckingHandler final : public EventHandler {
     }
     --running_;
     ++handled_;
+    last_handled_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    return ok_status();
+  }
+
+  HandlerResult on_timer(Context&, const Timer& t) override {
+    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() -
+                                                                           std::chrono::system_clock::time_point(t.time()));
+    {
+      std::lock_guard l(mutex_);
+      max_late_ms_ = std::max<long>(max_late_ms_, late.count());
+      if (shown(t.key())) {
+        std::cout << fmt::format("  key {:<8} TIMER fired {} ms after its due time (after {} events of the key)\n",
+                                 t.key(), late.count(), last_seq_[t.key()] + 1);
+      }
+    }
+    ++timers_fired_;
     return ok_status();
   }
 
   int handled() const { return handled_; }
+  int timers_scheduled() const { return timers_scheduled_; }
+  int timers_fired() const { return timers_fired_; }
+  long max_late_ms() const {
+    std::lock_guard l(mutex_);
+    return max_late_ms_;
+  }
   int violations() const {
     std::lock_guard l(mutex_);
     return violations_;
   }
   int peak() const { return peak_; }
   std::chrono::steady_clock::time_point first_handled() const { return first_; }
+  std::chrono::steady_clock::time_point last_handled() const {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_handled_.load()));
+  }
 
  private:
   bool shown(const std::string& key) const {
@@ -83,7 +119,9 @@ class OrderCheckingHandler final : public EventHandler {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, int> last_seq_;
   int violations_ = 0;
-  std::atomic<int> handled_{0}, running_{0}, peak_{0};
+  std::atomic<int> handled_{0}, running_{0}, peak_{0}, timers_scheduled_{0}, timers_fired_{0};
+  long max_late_ms_ = 0;
+  std::atomic<std::chrono::steady_clock::rep> last_handled_{0};
   std::once_flag first_once_;
   std::chrono::steady_clock::time_point first_{};
 };
@@ -130,11 +168,16 @@ int run_demo(const DemoOptions& o) {
   std::cout << fmt::format("produced {} events ({} send errors); handling (per-key log for user-0..user-{}):\n",
                            o.events, send_errors.load(), o.show_keys - 1);
   auto last_report = std::chrono::steady_clock::now();
-  while (handler->handled() < o.events - send_errors.load()) {
+  auto done = [&] {
+    return handler->handled() >= o.events - send_errors.load() &&
+           handler->timers_fired() >= handler->timers_scheduled();
+  };
+  while (!done()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(1)) {
       last_report = std::chrono::steady_clock::now();
-      std::cout << fmt::format("  ... {} / {} handled, {} partitions assigned\n", handler->handled(), o.events,
+      std::cout << fmt::format("  ... {} / {} handled, timers {} / {} fired, {} partitions assigned\n",
+                               handler->handled(), o.events, handler->timers_fired(), handler->timers_scheduled(),
                                client->assigned_partition_count());
     }
     if (std::chrono::steady_clock::now() - start > std::chrono::minutes(5)) {
@@ -144,17 +187,22 @@ int run_demo(const DemoOptions& o) {
   }
   const auto end = std::chrono::steady_clock::now();
   const double secs = std::chrono::duration<double>(end - start).count();
-  const double consume_secs = std::chrono::duration<double>(end - handler->first_handled()).count();
+  const double consume_secs =
+      std::chrono::duration<double>(handler->last_handled() - handler->first_handled()).count();
   (void)client->unsubscribe();
   const auto stats = client->stats();
   std::cout << fmt::format(
       "\nsummary\n  handled            {}\n  keys               {}\n  elapsed            {:.2f} s "
       "(includes joining the group)\n"
       "  throughput         {:.0f} events/s (first to last handled event)\n  peak concurrency   {}\n"
-      "  partitions paused  {} times (backpressure)\n  order violations   {}\n",
+      "  partitions paused  {} times (backpressure)\n  order violations   {}\n"
+      "  timers             {} scheduled, {} fired, worst lateness {} ms\n",
       handler->handled(), o.keys, secs, handler->handled() / consume_secs, handler->peak(), stats.pauses,
-      handler->violations());
-  return handler->violations() == 0 && handler->handled() == o.events ? 0 : 1;
+      handler->violations(), handler->timers_scheduled(), handler->timers_fired(), handler->max_late_ms());
+  return handler->violations() == 0 && handler->handled() == o.events &&
+                 handler->timers_fired() == handler->timers_scheduled()
+             ? 0
+             : 1;
 }
 
 }  // namespace
@@ -168,6 +216,8 @@ std::function<int()> add_demo(CLI::App& app) {
   cmd->add_option("--concurrency", o->concurrency, "max_concurrency")->check(CLI::Range(1, 1024));
   cmd->add_option("--work-us", o->work_us, "simulated work per event, microseconds")->check(CLI::Range(0, 1'000'000));
   cmd->add_option("--show-keys", o->show_keys, "keys whose events are logged")->check(CLI::Range(0, 1000));
+  cmd->add_option("--timer-delay", o->timer_delay_s, "seconds until each key's follow-up timer (0: none)")
+      ->check(CLI::Range(0, 3600));
   return [o] { return run_demo(*o); };
 }
 
