@@ -253,6 +253,10 @@ TEST(CqlFrame, DecodesPreparedResultAndUsesCachedMetadata) {
 }
 
 TEST(CqlFrame, DecodingRejectsHostileCountsAndDepth) {
+  // Found by scripts/fuzz-cql: zero columns but 0x00410000 rows made a
+  // 30-byte frame allocate millions of rows.
+  Bytes empty_rows = {0, 0, 0, 2, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0x41, 0, 0};
+  EXPECT_FALSE(decode_response(response_header(Opcode::result, empty_rows.size()), empty_rows));
   // A list claiming 2^31-1 elements in 8 bytes.
   DataType list_t{TypeId::list, {DataType{TypeId::int_}}};
   Bytes huge = {0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0};

@@ -99,7 +99,9 @@ Status read_rows(BodyReader& in, Rows& out, const std::shared_ptr<const Columns>
   auto nrows = in.i32();
   if (!in.ok() || nrows < 0) return protocol_error("malformed rows result");
   const auto& cols = *out.columns;
-  // Every cell is at least its 4-byte length.
+  // Every cell is at least its 4-byte length; rows without columns do not
+  // exist (and would let a few bytes claim millions of rows).
+  if (cols.empty() && nrows > 0) return protocol_error("rows result with no columns");
   if (!cols.empty() && static_cast<std::size_t>(nrows) > in.remaining() / (4 * cols.size())) {
     return protocol_error("row count " + std::to_string(nrows) + " exceeds the frame");
   }
