@@ -63,6 +63,7 @@ struct Options {
   int keys = 10'000;
   std::string wait = "none";  // none | fixed:US | uniform:LO-HI (microseconds)
   int concurrency = 0;        // 0 = library default
+  int max_uncommitted = 0;    // 0 = library default
   double duration_s = 0;      // consume: stop this long after the first record (0 = run to completion)
   double timeout_s = 600;
   double rate = 0;  // produce: records/s (0 = as fast as possible)
@@ -234,6 +235,15 @@ class Recorder {
     return true;
   }
 
+  // Handler concurrency as the handler itself sees it (high-water mark).
+  void enter() {
+    const std::int64_t now = in_flight_.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::int64_t m = max_in_flight_.load(std::memory_order_relaxed);
+    while (now > m && !max_in_flight_.compare_exchange_weak(m, now, std::memory_order_relaxed)) {
+    }
+  }
+  void leave() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+
   // The handler finished a first delivery.
   void on_done() {
     const std::int64_t k = done_.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -274,6 +284,7 @@ class Recorder {
     r["handled"] = done;
     r["duplicates"] = duplicates_.load();
     r["unexpected"] = unexpected_.load();
+    r["max_in_flight_seen"] = max_in_flight_.load();
     if (first_set_) {
       const double wall = seconds(last_at_ - first_at_);
       r["startup_s"] = seconds(first_at_ - t0);
@@ -310,6 +321,8 @@ class Recorder {
   std::atomic<std::int64_t> done_{0};
   std::atomic<std::int64_t> duplicates_{0};
   std::atomic<std::int64_t> unexpected_{0};
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::int64_t> max_in_flight_{0};
   std::atomic<bool> started_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -765,7 +778,9 @@ class BenchHandler final : public prosody::EventHandler {
     const std::int64_t off = m.offset().value();
     const bool first =
         rec_.on_start(p, off, std::chrono::duration_cast<std::chrono::milliseconds>(m.timestamp().time_since_epoch()).count());
+    rec_.enter();
     if (wait_.any()) sleep_us(wait_.for_record(p, off));
+    rec_.leave();
     if (first) rec_.on_done();
     return prosody::ok_status();
   }
@@ -794,6 +809,7 @@ json consume_cpp(const Options& o, const Layout& layout, bool live, const WaitSp
       .with_client_id("bench-cpp-consumer");
   if (mode == prosody::Mode::low_latency) c.with_failure_topic("bench-failures");
   if (o.concurrency > 0) c.with_max_concurrency(o.concurrency);
+  if (o.max_uncommitted > 0) c.with_max_uncommitted(o.max_uncommitted);
   for (const auto& [k, v] : prefetch_tuning(o)) c.with_kafka_property(k, v);
   r["max_concurrency"] = c.max_concurrency();
   r["max_uncommitted"] = c.max_uncommitted();
@@ -920,6 +936,7 @@ int main(int argc, char** argv) {
   consume->add_flag("--live", live, "records are produced while we consume (latency scenario)");
   consume->add_option("--wait", o.wait, "handler wait: none | fixed:US | uniform:LO-HI (microseconds)");
   consume->add_option("--concurrency", o.concurrency, "prosody max_concurrency (0 = default)");
+  consume->add_option("--max-uncommitted", o.max_uncommitted, "prosody max_uncommitted (0 = default)");
   consume->add_option("--duration", o.duration_s, "stop this many seconds after the first record (0 = until done)");
   consume->add_option("--timeout", o.timeout_s, "give up after this many seconds");
   consume->add_option("--ready-file", o.ready_file, "touched once all partitions are assigned");
