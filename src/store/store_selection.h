@@ -6,6 +6,7 @@
 //                          defaults to $XDG_STATE_HOME/prosody or
 //                          ~/.local/state/prosody. Consumers on one machine
 //                          that share the directory share their timers.
+//                          Defer queues: <state_dir>/defer.sqlite.
 //
 // Thread safety: any thread.
 #pragma once
@@ -15,6 +16,7 @@
 
 #include "prosody/config.h"
 #include "prosody/result.h"
+#include "store/defer_store.h"
 #include "store/timer_store.h"
 
 namespace prosody::store {
@@ -23,5 +25,11 @@ namespace prosody::store {
 Result<std::string> resolve_state_dir(const Config& config);
 
 Result<std::shared_ptr<TimerStore>> open_timer_store(const Config& config);
+
+// The message and timer defer queues (pipeline mode). Persistent backends
+// are wrapped in a CachedDeferStore of `defer_store_cache_size` keys (0: no
+// cache); the engine calls invalidate(segment) on both when a partition
+// is assigned.
+Result<DeferStores> open_defer_store(const Config& config);
 
 }  // namespace prosody::store
