@@ -57,7 +57,7 @@ class Producer {
                              const Headers& headers = {}, std::stop_token stop = {}) {
     return send(topic, key, payload.dump(), headers, std::move(stop));
   }
-  // Enqueues and returns; `on_delivery` gets the outcome later. Returns an
+  // Enqueues and returns; `on_delivery` (may be empty) gets the outcome later. Returns an
   // error only if the record could not be enqueued within send_timeout.
   virtual Status send_async(std::string_view topic, std::string_view key, std::string_view payload,
                             const Headers& headers, DeliveryCallback on_delivery) = 0;

@@ -104,6 +104,7 @@ void KafkaProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*)
   std::unique_ptr<DeliveryState> state(static_cast<DeliveryState*>(m->_private));
   if (!state || !state->published.load(std::memory_order_acquire)) return;
   auto& cb = state->callback;
+  if (!cb) return;  // fire-and-forget send_async: no report wanted
   const char* topic = rd_kafka_topic_name(m->rkt);
   if (m->err) {
     cb(kafka_error(m->err, topic, "delivery"));
