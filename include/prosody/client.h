@@ -55,6 +55,8 @@ struct ConsumerStats {
   std::uint64_t max_in_flight_seen = 0;
   std::uint64_t timers_fired = 0;              // on_timer calls started (not counting retries)
   std::uint64_t max_timer_lateness_ms = 0;     // worst delay from a timer's due time to its start
+  std::uint64_t timeouts = 0;                  // handlers cancelled for exceeding `timeout`
+  std::uint64_t monopolized = 0;               // calls refused because their key hogged the workers
 };
 
 class Client {

@@ -39,6 +39,8 @@ class Context {
   // Blocks until cancellation is requested or `timeout` passes; returns true
   // if cancelled.
   bool wait_for_cancel(std::chrono::nanoseconds timeout) const;
+  // Blocks until cancellation is requested (timeout, revoke or shutdown).
+  void on_cancel() const;
 
   const Topic& topic() const;
   Partition partition() const;

@@ -10,7 +10,10 @@
 //   permanent  -> not retried (logged; low_latency: failure topic)
 //   terminal   -> the partition stops; is_stalled() reports it
 // A handler that throws is caught at the boundary: the exception is turned
-// into an error by `classify_exception` (transient unless told otherwise).
+// into an error by `classify_exception`, which by default applies the
+// handler's declarative `error_rules()` (transient unless a rule says
+// otherwise), e.g. in the handler's constructor:
+//   error_rules().permanent<std::invalid_argument>(HandlerMethod::on_message);
 //
 // Thread safety: called concurrently from several worker threads.
 #pragma once
@@ -19,6 +22,7 @@
 #include <string>
 
 #include "prosody/context.h"
+#include "prosody/error_rules.h"
 #include "prosody/message.h"
 #include "prosody/result.h"
 #include "prosody/timer.h"
@@ -42,9 +46,18 @@ class EventHandler {
   // transient (e.g. by inspecting the message text or code).
   virtual bool is_permanent(const Error& error) const { return error.is_permanent(); }
 
-  // Maps an exception escaping on_message to an error. Default: transient,
-  // carrying what() for std::exception.
-  virtual Error classify_exception(std::exception_ptr exception) const;
+  // Maps an exception escaping on_message/on_timer to an error. Default:
+  // error_rules().to_error(method, exception) — the declared class, else
+  // transient, carrying what() for std::exception.
+  virtual Error classify_exception(HandlerMethod method, std::exception_ptr exception) const;
+
+  // Declarative exception classification (build it before subscribing;
+  // it is read concurrently afterwards).
+  ErrorRules& error_rules() { return error_rules_; }
+  const ErrorRules& error_rules() const { return error_rules_; }
+
+ private:
+  ErrorRules error_rules_;
 };
 
 }  // namespace prosody

@@ -27,6 +27,7 @@ Status Engine::init() {
   if (auto e = rd_kafka_subscribe(consumer_.get(), topics.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Error::permanent("cannot subscribe to topics: " + kafka::err_text(e), ErrorCode::kafka);
   }
+  if (auto s = build_stack(); !s) return s;
   last_poll_beat_ = clock_->now().time_since_epoch().count();
   timer_service_.start();
   for (std::size_t i = 0; i < slots_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -43,6 +44,12 @@ bool Engine::is_stalled() const {
   const auto now = clock_->now();
   const auto beat = steady::time_point(steady::duration(last_poll_beat_.load()));
   if (now - beat > settings_.stall_threshold) return true;
+  // A handler that ignores cancellation keeps its key (and its partition's
+  // commit position) stuck: past stall_threshold that is a stall.
+  for (auto& slot : slots_) {
+    std::lock_guard l(slot.mutex);
+    if (slot.active && now - slot.started > settings_.stall_threshold) return true;
+  }
   std::shared_lock l(partitions_mutex_);
   for (auto& [k, p] : partitions_) {
     std::lock_guard pl(p->mutex);

@@ -27,6 +27,9 @@
 #include <vector>
 
 #include "engine/backoff.h"
+#include "middleware/failure_tracker.h"
+#include "middleware/fair_scheduler.h"
+#include "middleware/monopolization_detector.h"
 #include "prosody/client.h"
 #include "prosody/clock.h"
 #include "prosody/config.h"
@@ -62,6 +65,10 @@ struct EngineSettings {
   // loaded by. Required (the client picks memory, SQLite or Cassandra).
   std::shared_ptr<store::TimerStore> timer_store;
   std::chrono::seconds slab_size{3600};
+  // Failure handling and QoS (src/middleware).
+  middleware::SchedulerOptions scheduler;
+  middleware::MonopolizationOptions monopolization;
+  middleware::FailureTrackerOptions failure_tracker;
 
   static EngineSettings from(const Config& config, const std::string& bootstrap_servers);
 };

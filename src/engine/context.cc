@@ -33,6 +33,14 @@ bool Context::wait_for_cancel(std::chrono::nanoseconds timeout) const {
   return cv.wait_for(l, token, timeout, [] { return false; }) || token.stop_requested();
 }
 
+void Context::on_cancel() const {
+  auto token = stop_token();
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock l(m);
+  cv.wait(l, token, [] { return false; });
+}
+
 const Topic& Context::topic() const { return slot_->partition->topic; }
 Partition Context::partition() const { return slot_->partition->partition; }
 const Key& Context::key() const { return *slot_->key; }
@@ -84,14 +92,8 @@ HandlerResult EventHandler::on_timer(Context& context, const Timer& timer) {
                           ErrorCode::invalid_state);
 }
 
-Error EventHandler::classify_exception(std::exception_ptr exception) const {
-  try {
-    std::rethrow_exception(exception);
-  } catch (const std::exception& e) {
-    return Error::transient(std::string("handler threw: ") + e.what());
-  } catch (...) {
-    return Error::transient("handler threw a non-standard exception");
-  }
+Error EventHandler::classify_exception(HandlerMethod method, std::exception_ptr exception) const {
+  return error_rules_.to_error(method, exception);
 }
 
 }  // namespace prosody

@@ -22,6 +22,7 @@
 #include "engine/stats.h"
 #include "kafka/handles.h"
 #include "prosody/logging.h"
+#include "middleware/layer.h"
 #include "timers/timer_service.h"
 
 namespace prosody::engine {
@@ -47,6 +48,7 @@ inline void erase_key(PartitionState& p, KeyQueue* kq) {
 // partition next reads them again). Caller holds p.mutex.
 inline void drop_queued_locked(PartitionState& p) {
   p.drop_queued = true;
+  p.drop_source.request_stop();  // events waiting for a handler slot give up too
   for (auto& [k, kq] : p.keys) kq->pending.clear();
   p.parked.clear();
   p.queued = 0;
@@ -76,7 +78,7 @@ class Engine final : public ConsumerEngine {
  public:
   Engine(EngineSettings s, std::shared_ptr<EventHandler> h, std::shared_ptr<Clock> c, Producer* dl)
       : settings_(std::move(s)), handler_(std::move(h)), clock_(std::move(c)), dead_letters_(dl),
-        log_(prosody::logger()), slots_(static_cast<std::size_t>(settings_.max_concurrency)),
+        log_(prosody::logger()), slots_(worker_count(settings_)),
         timer_service_(clock_, settings_.slab_size, std::chrono::seconds(1)) {
     for (auto& slot : slots_) slot.timer_service = &timer_service_;
   }
@@ -118,24 +120,18 @@ class Engine final : public ConsumerEngine {
   bool unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready);
   Outcome process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot);
   Outcome process_timer(const timers::DueTimer& timer, PartitionState& p, detail::InvocationSlot& slot);
-  // Runs `invoke` until it succeeds or on_failure says otherwise.
-  // `where()` names the event for logs; `invoke()` runs the handler once.
-  // On Next::dead_letter it returns nullopt with the error and attempt count
-  // left in `failure` (messages only).
-  struct Failure {
-    std::optional<Error> error;
-    int attempts = 0;
-  };
-  template <typename Where, typename Invoke>
-  std::optional<Outcome> run_attempts(const Key& key, PartitionState& p, detail::InvocationSlot& slot,
-                                      bool is_timer, Where&& where, Invoke&& invoke, Failure& failure);
-  enum class Next { retry, complete, abandon, halt, dead_letter };
-  Next on_failure(const std::string& where, bool is_timer, PartitionState& p, const Error& error, int attempt,
-                  std::mt19937_64& rng);
+  middleware::Invocation invocation(PartitionState& p, detail::InvocationSlot& slot, const Key& key);
+  // Maps the stack's final result to what becomes of the event.
+  Outcome settle(const middleware::Invocation& inv, const Status& result);
+  Status build_stack();
+  // Handlers run on max_concurrency scheduler permits; twice as many worker
+  // threads let retries sleep in backoff and requests wait for a permit
+  // (which is where the fair scheduler chooses) without idling a permit.
+  static std::size_t worker_count(const EngineSettings& s) {
+    return static_cast<std::size_t>(2 * std::max(1, s.max_concurrency));
+  }
   // Timer thread: queues a due timer behind the key's earlier events.
   bool deliver_timer(const std::weak_ptr<PartitionState>& partition, timers::DueTimer timer);
-  Outcome dead_letter(detail::Record& rec, PartitionState& p, const Error& error, int attempts);
-  bool backoff(PartitionState& p, int attempt, std::mt19937_64& rng);
 
   const EngineSettings settings_;
   const std::shared_ptr<EventHandler> handler_;
@@ -148,7 +144,7 @@ class Engine final : public ConsumerEngine {
   std::thread poll_thread_;
   std::vector<std::thread> workers_;
   ReadyQueue ready_;
-  std::vector<detail::InvocationSlot> slots_;
+  mutable std::vector<detail::InvocationSlot> slots_;  // each guarded by its own mutex (read by is_stalled)
   EngineStats stats_;
 
   mutable std::shared_mutex partitions_mutex_;
@@ -164,6 +160,12 @@ class Engine final : public ConsumerEngine {
   std::condition_variable wake_cv_;
   std::atomic<bool> wake_pending_{false};
   std::mutex shutdown_mutex_;
+
+  // Failure handling and QoS: built by init(), shared by the workers.
+  std::unique_ptr<middleware::FairScheduler> scheduler_;
+  std::unique_ptr<middleware::MonopolizationDetector> monopolization_;
+  std::unique_ptr<middleware::FailureTracker> failures_;
+  std::unique_ptr<middleware::Stack> stack_;
 
   // Declared last: its thread calls deliver_timer, which uses the members above.
   timers::TimerService timer_service_;

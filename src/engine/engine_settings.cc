@@ -25,6 +25,9 @@ EngineSettings EngineSettings::from(const Config& c, const std::string& bootstra
   s.shutdown_timeout = c.shutdown_timeout();
   s.stall_threshold = c.stall_threshold();
   s.timeout = c.effective_timeout();
+  s.scheduler = middleware::SchedulerOptions::from_config(c);
+  s.monopolization = middleware::MonopolizationOptions::from_config(c);
+  s.failure_tracker = middleware::FailureTrackerOptions::from_config(c);
   s.slab_size = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(c.slab_size()));
   return s;
 }

@@ -70,6 +70,10 @@ struct PartitionState {
   // published to the workers; immutable after).
   std::shared_ptr<timers::PartitionTimers> timers;
 
+  // Fired with drop_queued: events not yet started (including those waiting
+  // for a scheduler permit) are abandoned for the next owner.
+  std::stop_source drop_source;
+
   // Fired on revoke: cuts retry backoffs short.
   std::stop_source revoke_source;
   std::atomic<bool> commit_dirty{false};

@@ -210,7 +210,9 @@ void Engine::fire_timeouts() {
       expired = slot.active && !slot.stop.stop_requested() && now - slot.started >= settings_.timeout;
     }
     if (expired && slot.cancel(CancelReason::timeout)) {
-      log_->warn("handler exceeded timeout of {} ms; cancellation requested", settings_.timeout.count());
+      stats_.timeouts++;
+      log_->warn("handler exceeded timeout of {} ms; cancellation requested (it keeps its key until it returns)",
+                 settings_.timeout.count());
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "engine/engine_impl.h"
 
 #include "kafka/client_config.h"
+#include "middleware/stack_builder.h"
 #include "prosody/logging.h"
 
 namespace prosody::engine {
@@ -68,8 +69,7 @@ void Engine::worker_loop(std::size_t index) {
       ++p.in_flight;
     }
     ready_.push_all(newly_ready);
-    const int now_in_flight = ++in_flight_total_;
-    stats_.note_in_flight(static_cast<std::uint64_t>(now_in_flight));
+    ++in_flight_total_;
     if (unblocked) wake();
 
     const Outcome outcome = event.record ? process(*event.record, p, slot) : process_timer(*event.timer, p, slot);
@@ -101,72 +101,150 @@ void Engine::worker_loop(std::size_t index) {
   }
 }
 
-template <typename Where, typename Invoke>
-std::optional<Outcome> Engine::run_attempts(const Key& key, PartitionState& p, detail::InvocationSlot& slot,
-                                            bool is_timer, Where&& where, Invoke&& invoke, Failure& failure) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  int attempt = 0;
-  for (;;) {
-    slot.begin(key, p, attempt, clock_->now());
+namespace {
+
+// The innermost step of the stack: calls the user's handler with a Context
+// over the worker's slot, turning exceptions into errors (ErrorRules) and
+// applying the handler's is_permanent override.
+class HandlerAdapter final : public middleware::Innermost {
+ public:
+  HandlerAdapter(std::shared_ptr<EventHandler> handler, EngineStats& stats)
+      : handler_(std::move(handler)), stats_(stats) {}
+
+  Status invoke(middleware::Invocation& inv) const override {
+    if (inv.precheck_error) return *inv.precheck_error;
+    stats_.note_in_flight(static_cast<std::uint64_t>(++running_));
+    Status result = call(inv);
+    --running_;
+    return result;
+  }
+
+ private:
+  Status call(middleware::Invocation& inv) const {
+    const bool is_timer = inv.kind == middleware::EventKind::timer;
     Status result;
     try {
-      Context ctx(slot);
-      result = invoke(ctx);
+      Context ctx(*inv.slot);
+      if (is_timer) {
+        result = handler_->on_timer(ctx, Timer(inv.tpk.topic, inv.tpk.partition, inv.tpk.key,
+                                               TimerTime{std::chrono::seconds{inv.timer->time}}, inv.timer->type));
+      } else {
+        result = handler_->on_message(ctx, Message(*inv.record));
+      }
     } catch (...) {
-      result = handler_->classify_exception(std::current_exception());
+      result = handler_->classify_exception(is_timer ? HandlerMethod::on_timer : HandlerMethod::on_message,
+                                            std::current_exception());
     }
-    slot.end();
+    if (!result.ok() && result.error().is_transient() && handler_->is_permanent(result.error())) {
+      return Error(ErrorClass::permanent, result.error().code(), result.error().message());
+    }
+    return result;
+  }
+
+  const std::shared_ptr<EventHandler> handler_;
+  EngineStats& stats_;
+  mutable std::atomic<int> running_{0};  // handler calls in progress (max_in_flight_seen)
+};
+
+}  // namespace
+
+Status Engine::build_stack() {
+  scheduler_ = std::make_unique<middleware::FairScheduler>(settings_.scheduler, clock_);
+  if (settings_.mode == Mode::pipeline && settings_.monopolization.enabled) {
+    monopolization_ = std::make_unique<middleware::MonopolizationDetector>(settings_.monopolization);
+  }
+  failures_ = std::make_unique<middleware::FailureTracker>(settings_.failure_tracker);
+  middleware::StackParts parts;
+  parts.mode = settings_.mode;
+  parts.retry = settings_.retry;
+  parts.max_retries = settings_.max_retries;
+  parts.clock = clock_;
+  parts.scheduler = scheduler_.get();
+  parts.monopolization = monopolization_.get();
+  parts.failures = failures_.get();
+  parts.failure_producer = dead_letters_;
+  parts.failure_topic = settings_.failure_topic;
+  parts.group_id = settings_.group_id;
+  parts.on_dead_lettered = [this] { stats_.dead_lettered++; };
+  parts.on_monopolized = [this] { stats_.monopolized++; };
+  parts.on_outcome = [this](const middleware::Invocation& inv, const Status& result) {
     if (result.ok()) {
       stats_.handled++;
-      return Outcome::complete;
+    } else {
+      stats_.failed++;
     }
-    stats_.failed++;
-    switch (on_failure(where(), is_timer, p, result.error(), attempt, rng)) {
-      case Next::retry:
-        ++attempt;
-        stats_.retries++;
-        continue;
-      case Next::complete: return Outcome::complete;
-      case Next::abandon: return Outcome::abandon;
-      case Next::halt: return Outcome::halt;
-      case Next::dead_letter:
-        failure.error = result.error();
-        failure.attempts = attempt + 1;
-        return std::nullopt;
-    }
+    if (inv.handler_attempts > 1) stats_.retries++;
+  };
+  parts.innermost = std::make_shared<HandlerAdapter>(handler_, stats_);
+  auto stack = middleware::build_stack(std::move(parts));
+  if (!stack) return stack.error();
+  stack_ = std::move(*stack);
+  return ok_status();
+}
+
+middleware::Invocation Engine::invocation(PartitionState& p, detail::InvocationSlot& slot, const Key& key) {
+  middleware::Invocation inv;
+  inv.tpk = middleware::TopicPartitionKey{p.topic, p.partition, key};
+  inv.partition = &p;
+  inv.slot = &slot;
+  inv.stop = p.revoke_source.get_token();
+  inv.abandon = p.drop_source.get_token();
+  inv.shutting_down = &stopping_;
+  return inv;
+}
+
+Outcome Engine::settle(const middleware::Invocation& inv, const Status& result) {
+  if (result.ok()) return Outcome::complete;
+  const Error& error = result.error();
+  auto& p = *inv.partition;
+  if (error.is_terminal()) {
+    log_->error("{}: terminal error, stopping the partition: {}", inv.describe(), error.message());
+    std::lock_guard l(p.mutex);
+    p.halt_reason = error.message();
+    return Outcome::halt;
   }
+  if (error.is_permanent()) {
+    log_->error("{}: permanent error, {}: {}", inv.describe(),
+                inv.kind == middleware::EventKind::timer ? "removing the timer" : "committing and moving on",
+                error.message());
+    stats_.skipped_permanent++;
+    return Outcome::complete;
+  }
+  // Transient at the boundary: the partition is going away (or retries were
+  // capped with nowhere to send the event); the next owner redoes it.
+  log_->info("{}: not finished ({}); leaving it for redelivery", inv.describe(), error.message());
+  return Outcome::abandon;
 }
 
 Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot) {
+  auto inv = invocation(p, slot, rec.key);
+  inv.record = &rec;
+  const bool dead_lettering = settings_.mode == Mode::low_latency;
   if (!rec.key_is_valid_utf8) {
     stats_.decode_failures++;
     auto e = Error::permanent("record key is not valid UTF-8", ErrorCode::decode_failed);
-    log_->error("{}[{}]@{}: undecodable record: {}", p.topic, p.partition.value(), rec.offset.value(), e.message());
-    return settings_.mode == Mode::low_latency ? dead_letter(rec, p, e, 0) : Outcome::complete;
-  }
-  if (settings_.codec == PayloadCodec::json && !rec.raw_payload().empty()) {
+    log_->error("{}: undecodable record: {}", inv.describe(), e.message());
+    if (!dead_lettering) return Outcome::complete;
+    inv.precheck_error = e;  // the failure topic takes it
+  } else if (settings_.codec == PayloadCodec::json && !rec.raw_payload().empty()) {
     const auto raw = rec.raw_payload();
     rec.payload = nlohmann::json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
     if (rec.payload.is_discarded()) {
       stats_.decode_failures++;
       auto e = Error::permanent("payload is not valid JSON (" + std::to_string(raw.size()) + " bytes)",
                                 ErrorCode::decode_failed);
-      log_->error("{}[{}]@{} key '{}': undecodable record: {}; {}", p.topic, p.partition.value(), rec.offset.value(),
-                  rec.key, e.message(),
-                  settings_.mode == Mode::low_latency ? "sending it to the failure topic" : "committed and skipped");
+      log_->error("{}: undecodable record: {}; {}", inv.describe(), e.message(),
+                  dead_lettering ? "sending it to the failure topic" : "committed and skipped");
       rec.payload = nullptr;
-      return settings_.mode == Mode::low_latency ? dead_letter(rec, p, e, 0) : Outcome::complete;
+      if (!dead_lettering) return Outcome::complete;
+      inv.precheck_error = e;
     }
   }
-  if (!type_allowed(settings_.allowed_events, rec.payload)) {
+  if (!inv.precheck_error && !type_allowed(settings_.allowed_events, rec.payload)) {
     stats_.filtered_event_type++;
     return Outcome::complete;
   }
-  Failure failure;
-  auto where = [&] { return fmt::format("{}[{}]@{} key '{}'", p.topic, p.partition.value(), rec.offset.value(), rec.key); };
-  auto invoke = [&](Context& ctx) { return handler_->on_message(ctx, Message(rec)); };
-  if (auto outcome = run_attempts(rec.key, p, slot, /*is_timer=*/false, where, invoke, failure)) return *outcome;
-  return dead_letter(rec, p, *failure.error, failure.attempts);
+  return settle(inv, stack_->run(inv));
 }
 
 Outcome Engine::process_timer(const timers::DueTimer& timer, PartitionState& p, detail::InvocationSlot& slot) {
@@ -174,24 +252,18 @@ Outcome Engine::process_timer(const timers::DueTimer& timer, PartitionState& p, 
   // Unscheduled after it fired (e.g. by a message of the key queued before
   // it): nothing to run, nothing to remove.
   if (!timers.begin(timer)) return Outcome::complete;
-  const TimerTime due{std::chrono::seconds{timer.time}};
   stats_.timers_fired++;
-  const auto lateness = clock_->system_now() - due;
+  const auto lateness = clock_->system_now() - std::chrono::system_clock::time_point(std::chrono::seconds(timer.time));
   stats_.note_timer_lateness(std::chrono::duration_cast<std::chrono::milliseconds>(lateness));
-  Failure failure;
-  auto where = [&] {
-    return fmt::format("{}[{}] timer {} s key '{}'", p.topic, p.partition.value(), timer.time, timer.key);
-  };
-  auto invoke = [&](Context& ctx) {
-    return handler_->on_timer(ctx, Timer(p.topic, p.partition, timer.key, due, timer.type));
-  };
-  const auto outcome = run_attempts(timer.key, p, slot, /*is_timer=*/true, where, invoke, failure)
-                           .value_or(Outcome::complete);
+  auto inv = invocation(p, slot, timer.key);
+  inv.kind = middleware::EventKind::timer;
+  inv.timer = &timer;
+  const auto outcome = settle(inv, stack_->run(inv));
   if (outcome == Outcome::complete) {
     if (auto s = timers.complete(timer); !s) {
       log_->warn("{}: could not remove the completed timer from the store (retrying in the background; it may "
                  "fire again after a restart): {}",
-                 where(), s.error().message());
+                 inv.describe(), s.error().message());
     }
     timer_service_.notify_completed();
   } else {
@@ -199,86 +271,6 @@ Outcome Engine::process_timer(const timers::DueTimer& timer, PartitionState& p, 
     timers.abandon(timer);
   }
   return outcome;
-}
-
-// Decides what a failed attempt leads to, by mode and error class. When it
-// answers `retry`, the backoff has already been waited.
-Engine::Next Engine::on_failure(const std::string& where, bool is_timer, PartitionState& p, const Error& error,
-                                int attempt, std::mt19937_64& rng) {
-  const bool permanent = error.is_permanent() || handler_->is_permanent(error);
-  if (error.is_terminal()) {
-    log_->error("{}: terminal error, stopping the partition: {}", where, error.message());
-    std::lock_guard l(p.mutex);
-    p.halt_reason = error.message();
-    return Next::halt;
-  }
-  bool revoked;
-  {
-    std::lock_guard l(p.mutex);
-    revoked = p.revoked;
-  }
-  if (revoked || stopping_) {
-    log_->info("{}: failed while {} ({}); leaving it uncommitted for redelivery", where,
-               stopping_ ? "shutting down" : "revoking", error.message());
-    return Next::abandon;
-  }
-  if (permanent) {
-    if (settings_.mode == Mode::low_latency && !is_timer) return Next::dead_letter;
-    log_->error("{}: permanent error, committing and moving on: {}", where, error.message());
-    stats_.skipped_permanent++;
-    return Next::complete;
-  }
-  if (settings_.mode == Mode::best_effort) {
-    log_->warn("{}: transient error (best effort, not retried): {}", where, error.message());
-    return Next::complete;
-  }
-  // Timers never go to the failure topic (there is no record to send): in
-  // low-latency mode they keep retrying, as in Prosody.
-  if (settings_.mode == Mode::low_latency && !is_timer && attempt >= settings_.max_retries) return Next::dead_letter;
-  log_->warn("{}: transient error on attempt {}, retrying: {}", where, attempt + 1, error.message());
-  return backoff(p, attempt, rng) ? Next::retry : Next::abandon;
-}
-
-bool Engine::backoff(PartitionState& p, int attempt, std::mt19937_64& rng) {
-  const auto delay = settings_.retry.delay(attempt, rng);
-  clock_->sleep_for(delay, p.revoke_source.get_token());
-  return !p.revoke_source.stop_requested() && !stopping_;
-}
-
-Outcome Engine::dead_letter(detail::Record& rec, PartitionState& p, const Error& error, int attempts) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  if (!dead_letters_ || !settings_.failure_topic) {
-    log_->error("{}[{}]@{}: no failure topic configured; leaving the record uncommitted", p.topic,
-                p.partition.value(), rec.offset.value());
-    return Outcome::halt;
-  }
-  Headers headers = rec.all_headers();
-  auto add = [&](std::string name, std::string value) { headers.push_back(Header{std::move(name), std::move(value)}); };
-  add("source-kind", "message");
-  add("source-topic", p.topic);
-  add("source-partition", std::to_string(p.partition.value()));
-  add("source-offset", std::to_string(rec.offset.value()));
-  add("source-timestamp",
-      std::to_string(std::chrono::duration_cast<milliseconds>(rec.timestamp.time_since_epoch()).count()));
-  add("source-group-id", settings_.group_id);
-  add("source-error", error.message());
-  add("prosody-error-class", std::string(to_string(error.error_class())));
-  add("prosody-attempts", std::to_string(attempts));
-  // Writing to the failure topic retries until it works or we lose the
-  // partition: a record is never dropped because the DLQ was unavailable.
-  for (int i = 0;; ++i) {
-    auto r = dead_letters_->send(*settings_.failure_topic, rec.key, rec.raw_payload(), headers,
-                                 p.revoke_source.get_token());
-    if (r) {
-      stats_.dead_lettered++;
-      log_->warn("{}[{}]@{} key '{}' sent to failure topic '{}' after {} attempt(s): {}", p.topic, p.partition.value(),
-                 rec.offset.value(), rec.key, *settings_.failure_topic, attempts, error.message());
-      return Outcome::complete;
-    }
-    log_->error("writing to failure topic '{}' failed (attempt {}): {}", *settings_.failure_topic, i + 1,
-                r.error().message());
-    if (!backoff(p, i, rng)) return Outcome::abandon;
-  }
 }
 
 }  // namespace prosody::engine
