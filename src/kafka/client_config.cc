@@ -105,4 +105,45 @@ Result<ConfHandle> producer_conf(const ProducerSettings& s) {
   return Result<ConfHandle>(std::move(conf));
 }
 
+Result<ConfHandle> defer_loader_conf(const ProducerSettings& s, const std::string& group_id) {
+  ConfHandle conf(rd_kafka_conf_new());
+  install_log_callback(conf.get());
+  const std::vector<std::pair<std::string, std::string>> defaults = {
+      {"bootstrap.servers", s.bootstrap_servers},
+      {"client.id", s.client_id.empty() ? default_client_id() : s.client_id},
+      // Point lookups gain nothing from prefetching: fetch little (librdkafka
+      // still fetches a larger record whole). Prosody also sets
+      // queued.min.messages=1, but librdkafka 2.0 pauses a partition's
+      // fetching for a fixed 1 s whenever its queue reaches that threshold
+      // (fetch.queue.backoff.ms only arrives in 2.1), which made every
+      // seek or read-forward cost a second; the byte cap bounds the queue.
+      {"queued.min.messages", "100000"},
+      {"queued.max.messages.kbytes", "1024"},
+      {"fetch.message.max.bytes", "16384"},
+      {"fetch.max.bytes", "1048576"},
+      {"fetch.wait.max.ms", "100"},
+      {"enable.partition.eof", "false"},
+  };
+  if (auto st = set_properties(conf.get(), defaults); !st) return std::move(st).error();
+  for (const auto& [k, v] : s.kafka_properties) {
+    // Producer-only settings would only make librdkafka warn.
+    if (k == "acks" || k == "linger.ms" || k == "compression.codec" || k == "compression.type" ||
+        k.rfind("enable.idempotence", 0) == 0 || k == "partitioner" || k.rfind("partition.assignment", 0) == 0 ||
+        k == "group.instance.id") {
+      continue;
+    }
+    if (auto st = set_property(conf.get(), k, v); !st) return std::move(st).error();
+  }
+  const std::vector<std::pair<std::string, std::string>> enforced = {
+      {"group.id", group_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      // A deleted target offset resets to the log start; the first record to
+      // arrive then proves the target gone.
+      {"auto.offset.reset", "earliest"},
+  };
+  if (auto st = set_properties(conf.get(), enforced); !st) return std::move(st).error();
+  return Result<ConfHandle>(std::move(conf));
+}
+
 }  // namespace prosody::kafka

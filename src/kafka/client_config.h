@@ -27,6 +27,11 @@ struct ProducerSettings {
 
 Result<ConfHandle> consumer_conf(const engine::EngineSettings& settings);
 Result<ConfHandle> producer_conf(const ProducerSettings& settings);
+// The defer loader's consumer (middleware/defer_loader.h): point lookups by
+// manual assignment under `group_id`, never committing, small fetches. The
+// connection's pass-through properties apply, except that what makes it a
+// non-committing, earliest-resetting consumer cannot be overridden.
+Result<ConfHandle> defer_loader_conf(const ProducerSettings& connection, const std::string& group_id);
 
 // Sets one property, naming it in the error; secrets are not echoed.
 Status set_property(rd_kafka_conf_t* conf, const std::string& name, const std::string& value);
