@@ -631,7 +631,9 @@ TEST(Config, ActiveFlagsMatchTheBrief) {
       "timeout",           "commit_interval",  "poll_interval",     "shutdown_timeout", "stall_threshold",
       "probe_port",        "send_timeout",     "max_retries",       "retry_base",      "max_retry_delay",
       "failure_topic",     "payload_codec",    "mock_partitions",   "client_id",       "state_dir",
-      "slab_size"};
+      "slab_size",         "monopolization_enabled", "monopolization_threshold", "monopolization_window",
+      "monopolization_cache_size", "scheduler_failure_weight", "scheduler_max_wait", "scheduler_wait_weight",
+      "scheduler_cache_size"};
   for (const auto& o : option_table()) EXPECT_EQ(o.active, active.contains(o.name)) << o.name;
 }
 

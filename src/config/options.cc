@@ -304,29 +304,29 @@ std::vector<OptionSpec> Access::build_specs() {
       &C::defer_discard_threshold_, at_least(0)));
   // ---- Monopolization detection
   t.push_back(option(OptionInfo{"monopolization_enabled", "PROSODY_MONOPOLIZATION_ENABLED", "Monopolization", "true",
-      "true or false", "Enable hot key protection", false},
+      "true or false", "Enable hot key protection", true},
       &C::monopolization_enabled_));
   t.push_back(option(OptionInfo{"monopolization_threshold", "PROSODY_MONOPOLIZATION_THRESHOLD", "Monopolization", "0.9",
-      "0 < x <= 1", "Max handler time as fraction of window", false},
+      "0 < x <= 1", "Max handler time as fraction of window", true},
       &C::monopolization_threshold_, fraction_open_closed()));
   t.push_back(option(OptionInfo{"monopolization_window", "PROSODY_MONOPOLIZATION_WINDOW", "Monopolization", "5m",
-      "duration > 0", "Measurement window", false},
+      "duration > 0", "Measurement window", true},
       &C::monopolization_window_, positive_duration()));
   t.push_back(option(OptionInfo{"monopolization_cache_size", "PROSODY_MONOPOLIZATION_CACHE_SIZE", "Monopolization",
-      "8192", ">= 1", "Max distinct keys to track", false},
+      "8192", ">= 1", "Max distinct keys to track", true},
       &C::monopolization_cache_size_, at_least(1)));
   // ---- Fair scheduling
   t.push_back(option(OptionInfo{"scheduler_failure_weight", "PROSODY_SCHEDULER_FAILURE_WEIGHT", "Scheduler", "0.3",
-      "0 <= x < 1", "Fraction of processing time reserved for retries", false},
+      "0 <= x < 1", "Fraction of processing time reserved for retries", true},
       &C::scheduler_failure_weight_, fraction_closed_open()));
   t.push_back(option(OptionInfo{"scheduler_max_wait", "PROSODY_SCHEDULER_MAX_WAIT", "Scheduler", "2m",
-      "duration > 0", "Messages waiting this long get maximum priority", false},
+      "duration > 0", "Messages waiting this long get maximum priority", true},
       &C::scheduler_max_wait_, positive_duration()));
   t.push_back(option(OptionInfo{"scheduler_wait_weight", "PROSODY_SCHEDULER_WAIT_WEIGHT", "Scheduler", "200.0",
-      ">= 0", "Priority boost for waiting messages (higher = more aggressive)", false},
+      ">= 0", "Priority boost for waiting messages (higher = more aggressive)", true},
       &C::scheduler_wait_weight_, non_negative_number()));
   t.push_back(option(OptionInfo{"scheduler_cache_size", "PROSODY_SCHEDULER_CACHE_SIZE", "Scheduler", "8192",
-      ">= 1", "Max distinct keys to track", false},
+      ">= 1", "Max distinct keys to track", true},
       &C::scheduler_cache_size_, at_least(1)));
   // ---- Cassandra
   t.push_back(option(OptionInfo{"cassandra_nodes", "PROSODY_CASSANDRA_NODES", "Cassandra", "-",
