@@ -29,6 +29,7 @@ class TimerStoreContract : public ::testing::TestWithParam<TimerStoreFactory> {
  protected:
   void SetUp() override {
     store_ = GetParam().make();
+    if (IsSkipped()) return;  // the factory may skip (e.g. its server is not configured)
     ASSERT_NE(store_, nullptr);
   }
   // A segment no other test touches.
