@@ -2,10 +2,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <system_error>
 
+#include "cql/session.h"
 #include "store/cached_defer_store.h"
+#include "store/cassandra/cassandra_defer_store.h"
+#include "store/cassandra/cassandra_timer_store.h"
 #include "store/memory/memory_defer_store.h"
 #include "store/memory/memory_timer_store.h"
 #include "store/sqlite/sqlite_defer_store.h"
@@ -47,14 +51,41 @@ std::shared_ptr<DeferStore<Entry>> with_cache(std::shared_ptr<DeferStore<Entry>>
   return std::make_shared<CachedDeferStore<Entry>>(std::move(store), static_cast<std::size_t>(cache_size));
 }
 
+// One CQL session per cluster login, shared by the timer and defer stores
+// of every consumer in the process (a session already multiplexes); it
+// closes when the last store holding it goes away.
+Result<std::shared_ptr<cql::Session>> cassandra_session(const Config& config) {
+  auto options = cql::SessionOptions::from_config(config);
+  std::string id;
+  for (const auto& n : options.contact_points) id += n + ",";
+  id += "|" + options.user.value_or("") + "|" + options.password.value_or("") + "|" +
+        options.datacenter.value_or("") + "|" + options.rack.value_or("");
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<cql::Session>> sessions;
+  std::lock_guard l(mu);
+  if (auto s = sessions[id].lock()) return s;
+  auto s = cql::Session::connect(std::move(options));
+  if (!s) return s.error();
+  sessions[id] = *s;
+  return *s;
+}
+
+cassandra::CassandraStoreOptions cassandra_options(const Config& config) {
+  cassandra::CassandraStoreOptions o;
+  o.keyspace = config.cassandra_keyspace();
+  o.retention = std::chrono::ceil<std::chrono::seconds>(config.cassandra_retention());
+  return o;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<TimerStore>> open_timer_store(const Config& config) {
   if (!config.cassandra_nodes().empty()) {
-    return Error::permanent(
-        "cassandra_nodes is set, but this build of prosody-cpp has no Cassandra timer store yet; unset "
-        "cassandra_nodes (PROSODY_CASSANDRA_NODES) to use the embedded SQLite store in state_dir",
-        ErrorCode::invalid_config);
+    auto session = cassandra_session(config);
+    if (!session) return session.error();
+    auto store = cassandra::CassandraTimerStore::open(*session, cassandra_options(config));
+    if (!store) return store.error();
+    return std::shared_ptr<TimerStore>(std::move(*store));
   }
   if (config.mock()) {
     // Process-wide, like the mock cluster: two clients in one process see
@@ -70,11 +101,16 @@ Result<std::shared_ptr<TimerStore>> open_timer_store(const Config& config) {
 }
 
 Result<DeferStores> open_defer_store(const Config& config) {
+  const int cache = config.defer_store_cache_size();
   if (!config.cassandra_nodes().empty()) {
-    return Error::permanent(
-        "cassandra_nodes is set, but this build of prosody-cpp has no Cassandra defer store yet; unset "
-        "cassandra_nodes (PROSODY_CASSANDRA_NODES) to use the embedded SQLite store in state_dir",
-        ErrorCode::invalid_config);
+    auto session = cassandra_session(config);
+    if (!session) return session.error();
+    auto messages = cassandra::CassandraMessageDeferStore::open(*session, cassandra_options(config));
+    if (!messages) return messages.error();
+    auto timers = cassandra::CassandraTimerDeferStore::open(*session, cassandra_options(config));
+    if (!timers) return timers.error();
+    return DeferStores{with_cache<DeferredMessage>(std::move(*messages), cache),
+                       with_cache<DeferredTimer>(std::move(*timers), cache)};
   }
   if (config.mock()) {
     // Process-wide, like the timer store of mock mode. No cache: the store
@@ -90,7 +126,6 @@ Result<DeferStores> open_defer_store(const Config& config) {
   if (!messages) return messages.error();
   auto timers = SqliteTimerDeferStore::open(path);
   if (!timers) return timers.error();
-  const int cache = config.defer_store_cache_size();
   return DeferStores{with_cache<DeferredMessage>(std::move(*messages), cache),
                      with_cache<DeferredTimer>(std::move(*timers), cache)};
 }

@@ -1,5 +1,11 @@
 // Picks the stores a consumer uses, from its configuration:
-//   cassandra_nodes set -> Cassandra (fleets; Prosody-compatible)
+//   cassandra_nodes set -> Cassandra (fleets; Prosody-compatible): one CQL
+//                          session per login (cassandra_nodes, _user,
+//                          _password, _datacenter, _rack) shared in the
+//                          process; tables in cassandra_keyspace, rows
+//                          expire after cassandra_retention. The keyspace
+//                          must have been migrated (`prosody migrate`):
+//                          missing tables are a permanent error naming it.
 //   mock                -> memory (process-wide, like the mock cluster)
 //   otherwise           -> SQLite in the state directory (single machine):
 //                          <state_dir>/timers.sqlite, where state_dir

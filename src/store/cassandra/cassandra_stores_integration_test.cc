@@ -15,6 +15,7 @@
 #include "store/cassandra/cassandra_timer_store.h"
 #include "store/cassandra/migrator.h"
 #include "store/defer_store_contract.h"
+#include "store/store_selection.h"
 #include "store/timer_store_contract.h"
 
 namespace prosody::store::cassandra {
@@ -231,6 +232,51 @@ TEST(CassandraStores, MissingTablesNameProsodyMigrate) {
   auto d = CassandraMessageDeferStore::open(fixture().session, o);
   ASSERT_FALSE(d);
   EXPECT_NE(d.error().message().find("prosody migrate"), std::string::npos) << d.error().message();
+}
+
+Config cassandra_config(const std::string& keyspace) {
+  const auto o = *cql::it::options();
+  Config c;
+  c.with_cassandra_nodes(o.contact_points)
+      .with_cassandra_user(o.user)
+      .with_cassandra_password(o.password)
+      .with_cassandra_keyspace(keyspace)
+      .with_cassandra_retention(std::chrono::minutes(10));
+  return c;
+}
+
+TEST(CassandraStores, StoreSelectionOpensCassandraStoresFromConfig) {
+  REQUIRE_CASSANDRA();
+  const auto config = cassandra_config(fixture().keyspace);
+  auto timers = open_timer_store(config);
+  ASSERT_TRUE(timers) << timers.error().message();
+  EXPECT_EQ((*timers)->describe(), "cassandra:" + fixture().keyspace);
+  auto defer = open_defer_store(config);
+  ASSERT_TRUE(defer) << defer.error().message();
+  TimerSegment seg{"selection-" + cql::Uuid::random().str(), "orders", Partition{0}, 3600};
+  ASSERT_TRUE((*timers)->upsert(seg, {"k", TimerType::application, 1'800'000'000, {}}));
+  // The same rows through the test's own store: same keyspace, same ids.
+  auto seen = make_timer_store()->times(seg, "k", TimerType::application);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(*seen, std::vector<EpochSeconds>{1'800'000'000});
+  const DeferSegment dseg("selection-" + cql::Uuid::random().str(), "orders", Partition{0});
+  ASSERT_TRUE(defer->messages->append(dseg, "k", DeferredMessage{Offset{5}}));
+  auto direct = make_defer_stores().messages->head(dseg, "k");
+  ASSERT_TRUE(direct);
+  EXPECT_EQ(*direct, (DeferHead<DeferredMessage>{DeferredMessage{Offset{5}}, 0}));
+}
+
+TEST(CassandraStores, StoreSelectionRequiresProsodyMigrate) {
+  REQUIRE_CASSANDRA();
+  const auto config = cassandra_config("unmigrated_" + cql::Uuid::random().str().substr(0, 8));
+  auto timers = open_timer_store(config);
+  ASSERT_FALSE(timers);
+  EXPECT_TRUE(timers.error().is_permanent());
+  EXPECT_NE(timers.error().message().find("run `prosody migrate --keyspace unmigrated_"), std::string::npos)
+      << timers.error().message();
+  auto defer = open_defer_store(config);
+  ASSERT_FALSE(defer);
+  EXPECT_NE(defer.error().message().find("prosody migrate"), std::string::npos) << defer.error().message();
 }
 
 // Not a pass/fail test: prints the schedule rate the store sustains.
