@@ -111,13 +111,15 @@ TEST(OpenDeferStore, StateDirGetsCachedSqliteInDeferSqlite) {
   EXPECT_EQ(uncached->messages->describe(), "sqlite:" + file);
 }
 
-TEST(OpenDeferStore, CassandraIsAClearErrorUntilItsBackendExists) {
+// cassandra_nodes selects the Cassandra backend (its integration tests are
+// in cassandra/); an unreachable cluster is an error naming the option.
+TEST(OpenDeferStore, UnreachableCassandraIsAnErrorNamingTheNodes) {
   Config config;
-  config.with_cassandra_nodes({"127.0.0.1:9042"});
+  config.with_cassandra_nodes({"127.0.0.1:1"});
   auto stores = open_defer_store(config);
   ASSERT_FALSE(stores.ok());
-  EXPECT_EQ(stores.error().code(), ErrorCode::invalid_config);
-  EXPECT_NE(stores.error().message().find("cassandra_nodes"), std::string::npos);
+  EXPECT_NE(stores.error().message().find("cassandra_nodes = 127.0.0.1:1"), std::string::npos)
+      << stores.error().message();
 }
 
 }  // namespace

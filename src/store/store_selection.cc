@@ -6,6 +6,9 @@
 #include <mutex>
 #include <system_error>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "cql/session.h"
 #include "store/cached_defer_store.h"
 #include "store/cassandra/cassandra_defer_store.h"
@@ -65,7 +68,11 @@ Result<std::shared_ptr<cql::Session>> cassandra_session(const Config& config) {
   std::lock_guard l(mu);
   if (auto s = sessions[id].lock()) return s;
   auto s = cql::Session::connect(std::move(options));
-  if (!s) return s.error();
+  if (!s) {
+    return Error(s.error().error_class(), s.error().code(),
+                 fmt::format("cannot open the Cassandra stores (cassandra_nodes = {}): {}",
+                             fmt::join(config.cassandra_nodes(), ","), s.error().message()));
+  }
   sessions[id] = *s;
   return *s;
 }
