@@ -671,7 +671,8 @@ void sleep_us(std::int64_t us) {
 }
 
 // The raw librdkafka consumer: one thread, batches of up to 512 from the
-// consumer queue (prosody reads 512 at a time too), the highest offset of
+// consumer queue (prosody reads 512 at a time too) taken without waiting, the
+// highest offset of
 // each partition in the batch stored after it, librdkafka auto-committing
 // the stored offsets every second (prosody's commit_interval).
 json consume_raw(const Options& o, const Layout& layout, bool live, const WaitSpec& wait) {
@@ -719,7 +720,12 @@ json consume_raw(const Options& o, const Layout& layout, bool live, const WaitSp
     rd_kafka_topic_partition_list_t* store = rd_kafka_topic_partition_list_new(layout.partitions);
     for (int p = 0; p < layout.partitions; ++p) rd_kafka_topic_partition_list_add(store, o.topic.c_str(), p);
     while (!stop.load(std::memory_order_relaxed)) {
-      const auto n = rd_kafka_consume_batch_queue(q, 100, batch, kBatch);
+      // Take what is there without waiting; only when nothing is, block for
+      // the next single record. (A blocking batch call waits until the batch
+      // is full or the timeout passes, which would add up to 100 ms of
+      // latency to a live stream.)
+      auto n = rd_kafka_consume_batch_queue(q, 0, batch, kBatch);
+      if (n == 0) n = rd_kafka_consume_batch_queue(q, 100, batch, 1);
       if (!ready.load(std::memory_order_relaxed)) {
         rd_kafka_topic_partition_list_t* a = nullptr;
         if (rd_kafka_assignment(rk.get(), &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
