@@ -617,8 +617,8 @@ TEST(Config, InactiveOptionsInUse) {
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "active options never count";
   c.with_defer_base(1s).with_telemetry_enabled(true);
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "explicitly set to the default";
-  c.with_defer_base(2s).with_cassandra_nodes("c1:9042");
-  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("defer_base", "cassandra_nodes"));
+  c.with_defer_base(2s).with_telemetry_topic("events");
+  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("defer_base", "telemetry_topic"));
 
   const Config e = Config::from_env(lookup_in({{"PROSODY_SLAB_SIZE", "2h"}, {"PROSODY_DEFER_BASE", "3s"}}));
   EXPECT_THAT(e.inactive_options_in_use(), UnorderedElementsAre("defer_base"));
@@ -633,7 +633,7 @@ TEST(Config, ActiveFlagsMatchTheBrief) {
       "failure_topic",     "payload_codec",    "mock_partitions",   "client_id",       "state_dir",
       "slab_size",         "monopolization_enabled", "monopolization_threshold", "monopolization_window",
       "monopolization_cache_size", "scheduler_failure_weight", "scheduler_max_wait", "scheduler_wait_weight",
-      "scheduler_cache_size"};
+      "scheduler_cache_size", "cassandra_nodes", "cassandra_keyspace", "cassandra_user", "cassandra_password", "cassandra_datacenter", "cassandra_rack", "cassandra_retention"};
   for (const auto& o : option_table()) EXPECT_EQ(o.active, active.contains(o.name)) << o.name;
 }
 

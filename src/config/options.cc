@@ -330,25 +330,25 @@ std::vector<OptionSpec> Access::build_specs() {
       &C::scheduler_cache_size_, at_least(1)));
   // ---- Cassandra
   t.push_back(option(OptionInfo{"cassandra_nodes", "PROSODY_CASSANDRA_NODES", "Cassandra", "-",
-      "comma list of host:port", "Servers to connect to (host:port)", false},
+      "comma list of host:port", "Servers to connect to (host:port)", true},
       &C::cassandra_nodes_, no_empty_items()));
   t.push_back(option(OptionInfo{"cassandra_keyspace", "PROSODY_CASSANDRA_KEYSPACE", "Cassandra", "prosody",
-      "non-empty string", "Keyspace name", false},
+      "non-empty string", "Keyspace name", true},
       &C::cassandra_keyspace_, non_empty()));
   t.push_back(option(OptionInfo{"cassandra_user", "PROSODY_CASSANDRA_USER", "Cassandra", "-",
-      "string", "Username", false},
+      "string", "Username", true},
       &C::cassandra_user_));
   t.push_back(secret(option(OptionInfo{"cassandra_password", "PROSODY_CASSANDRA_PASSWORD", "Cassandra", "-",
-      "string", "Password (never printed)", false},
+      "string", "Password (never printed)", true},
       &C::cassandra_password_)));
   t.push_back(option(OptionInfo{"cassandra_datacenter", "PROSODY_CASSANDRA_DATACENTER", "Cassandra", "-",
-      "string", "Prefer this datacenter for queries", false},
+      "string", "Prefer this datacenter for queries", true},
       &C::cassandra_datacenter_));
   t.push_back(option(OptionInfo{"cassandra_rack", "PROSODY_CASSANDRA_RACK", "Cassandra", "-",
-      "string", "Prefer this rack for queries", false},
+      "string", "Prefer this rack for queries", true},
       &C::cassandra_rack_));
   t.push_back(option(OptionInfo{"cassandra_retention", "PROSODY_CASSANDRA_RETENTION", "Cassandra", "1y",
-      "0 < duration <= 630720000s", "Delete data older than this", false},
+      "0 < duration <= 630720000s", "Delete data older than this", true},
       &C::cassandra_retention_, duration_between(milliseconds(1), kCassandraMaxTtl)));
   // ---- Telemetry
   t.push_back(option(OptionInfo{"telemetry_topic", "PROSODY_TELEMETRY_TOPIC", "Telemetry", "prosody.telemetry-events",
