@@ -9,7 +9,9 @@
 // slab id = floor(time / slab_size). All statements are prepared and run at
 // LOCAL_QUORUM (the Session's default). Rows carry
 // TTL = (time - now) + cassandra_retention, none when that exceeds
-// 630,720,000 s; a slab's metadata row uses the TTL of the slab's end.
+// 630,720,000 s or when the expiry would pass 2038-01-19 (Cassandra 5.0's
+// default storage mode rejects that; capping could expire a pending timer);
+// a slab's metadata row uses the TTL of the slab's end.
 //
 // Time encoding: Prosody's u32-as-int (see cassandra_support.h). Times up to
 // 2^32-1 s (2106-02-07) are stored exactly as Prosody stores them, so rows
