@@ -183,8 +183,9 @@ nlohmann::json bench_engine(long timers, long keys) {
   while (client->assigned_partition_count() == 0) std::this_thread::sleep_for(milliseconds(20));
   auto producer = client->producer();
   const long base = now_epoch_s() + 8;  // after every message is handled
+  const long spread_s = std::max(1L, timers / 10'000);  // ~10k timers due per second
   for (long i = 0; i < timers; ++i) {
-    nlohmann::json payload{{"due", base + i % 4}};
+    nlohmann::json payload{{"due", base + i % spread_s}};
     while (!(*producer)->send_async(topic, "key-" + std::to_string(i % keys), payload.dump(), {}, {})) {
       std::this_thread::sleep_for(milliseconds(1));
     }
@@ -211,7 +212,7 @@ nlohmann::json bench_engine(long timers, long keys) {
 int main(int argc, char** argv) {
   CLI::App app{"prosody-cpp timer benchmark"};
   long timers = 1'000'000, keys = 100'000, sqlite_timers = 100'000, engine_timers = 100'000;
-  int spread = 10;
+  int spread = 100;
   std::string out = "bench/results/timers.json";
   app.add_option("--timers", timers, "timers for the memory store and service runs");
   app.add_option("--keys", keys, "distinct keys");

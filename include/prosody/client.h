@@ -57,6 +57,7 @@ struct ConsumerStats {
   std::uint64_t max_timer_lateness_ms = 0;     // worst delay from a timer's due time to its start
   std::uint64_t timeouts = 0;                  // handlers cancelled for exceeding `timeout`
   std::uint64_t monopolized = 0;               // calls refused because their key hogged the workers
+  std::uint64_t deferred = 0;                  // messages parked behind a failing key (pipeline)
 };
 
 class Client {

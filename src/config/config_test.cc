@@ -606,7 +606,8 @@ TEST(Config, DescribeListsEveryOptionWithItsEffectiveValue) {
   EXPECT_THAT(d, HasSubstr("timeout = 8m (80% of stall_threshold)"));
   EXPECT_THAT(d, HasSubstr("source_system = orders (group_id)"));
   EXPECT_THAT(d, HasSubstr("allowed_events = (all)"));
-  EXPECT_THAT(d, HasSubstr("defer_enabled = true  [not yet active]"));
+  EXPECT_THAT(d, HasSubstr("telemetry_enabled = true  [not yet active]"));
+  EXPECT_THAT(d, HasSubstr("defer_enabled = true\n"));
   EXPECT_THAT(d, HasSubstr("max_concurrency = 32\n"));
 }
 
@@ -615,13 +616,13 @@ TEST(Config, InactiveOptionsInUse) {
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty());
   c.with_max_concurrency(3).with_mode(Mode::best_effort).with_kafka_property("linger.ms", "1");
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "active options never count";
-  c.with_defer_base(1s).with_telemetry_enabled(true);
+  c.with_idempotence_version("1").with_telemetry_enabled(true);
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "explicitly set to the default";
-  c.with_defer_base(2s).with_telemetry_topic("events");
-  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("defer_base", "telemetry_topic"));
+  c.with_idempotence_version("2").with_telemetry_topic("events");
+  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("idempotence_version", "telemetry_topic"));
 
-  const Config e = Config::from_env(lookup_in({{"PROSODY_SLAB_SIZE", "2h"}, {"PROSODY_DEFER_BASE", "3s"}}));
-  EXPECT_THAT(e.inactive_options_in_use(), UnorderedElementsAre("defer_base"));
+  const Config e = Config::from_env(lookup_in({{"PROSODY_SLAB_SIZE", "2h"}, {"PROSODY_IDEMPOTENCE_TTL", "3d"}}));
+  EXPECT_THAT(e.inactive_options_in_use(), UnorderedElementsAre("idempotence_ttl"));
 }
 
 TEST(Config, ActiveFlagsMatchTheBrief) {
@@ -633,7 +634,10 @@ TEST(Config, ActiveFlagsMatchTheBrief) {
       "failure_topic",     "payload_codec",    "mock_partitions",   "client_id",       "state_dir",
       "slab_size",         "monopolization_enabled", "monopolization_threshold", "monopolization_window",
       "monopolization_cache_size", "scheduler_failure_weight", "scheduler_max_wait", "scheduler_wait_weight",
-      "scheduler_cache_size", "cassandra_nodes", "cassandra_keyspace", "cassandra_user", "cassandra_password", "cassandra_datacenter", "cassandra_rack", "cassandra_retention"};
+      "scheduler_cache_size", "cassandra_nodes", "cassandra_keyspace", "cassandra_user", "cassandra_password", "cassandra_datacenter", "cassandra_rack", "cassandra_retention",
+      "defer_enabled", "defer_base", "defer_max_delay", "defer_failure_threshold",
+      "defer_failure_window", "defer_cache_size", "defer_store_cache_size", "defer_seek_timeout",
+      "defer_discard_threshold"};
   for (const auto& o : option_table()) EXPECT_EQ(o.active, active.contains(o.name)) << o.name;
 }
 

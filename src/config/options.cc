@@ -276,31 +276,31 @@ std::vector<OptionSpec> Access::build_specs() {
       &C::max_retry_delay_, positive_duration()));
   // ---- Deferral
   t.push_back(option(OptionInfo{"defer_enabled", "PROSODY_DEFER_ENABLED", "Deferral", "true",
-      "true or false", "Enable deferral for new messages", false},
+      "true or false", "Enable deferral for new messages", true},
       &C::defer_enabled_));
   t.push_back(option(OptionInfo{"defer_base", "PROSODY_DEFER_BASE", "Deferral", "1s",
-      "duration >= 1s and <= defer_max_delay", "Wait this long before first deferred retry", false},
+      "duration >= 1s and <= defer_max_delay", "Wait this long before first deferred retry", true},
       &C::defer_base_, duration_between(std::chrono::seconds(1), kMaxDuration)));
   t.push_back(option(OptionInfo{"defer_max_delay", "PROSODY_DEFER_MAX_DELAY", "Deferral", "24h",
-      "duration > 0", "Never wait longer than this", false},
+      "duration > 0", "Never wait longer than this", true},
       &C::defer_max_delay_, positive_duration()));
   t.push_back(option(OptionInfo{"defer_failure_threshold", "PROSODY_DEFER_FAILURE_THRESHOLD", "Deferral", "0.9",
-      "0 < x <= 1", "Disable deferral when failure rate exceeds this", false},
+      "0 < x <= 1", "Disable deferral when failure rate exceeds this", true},
       &C::defer_failure_threshold_, fraction_open_closed()));
   t.push_back(option(OptionInfo{"defer_failure_window", "PROSODY_DEFER_FAILURE_WINDOW", "Deferral", "5m",
-      "duration > 0", "Measure failure rate over this time window", false},
+      "duration > 0", "Measure failure rate over this time window", true},
       &C::defer_failure_window_, positive_duration()));
   t.push_back(option(OptionInfo{"defer_cache_size", "PROSODY_DEFER_CACHE_SIZE", "Deferral", "1024",
-      ">= 1", "Track this many deferred keys in memory", false},
+      ">= 1", "Track this many deferred keys in memory", true},
       &C::defer_cache_size_, at_least(1)));
   t.push_back(option(OptionInfo{"defer_store_cache_size", "PROSODY_DEFER_STORE_CACHE_SIZE", "Deferral", "8192",
-      ">= 1", "Maximum deferred store cache entries per Cassandra defer store", false},
+      ">= 1", "Maximum deferred store cache entries per Cassandra defer store", true},
       &C::defer_store_cache_size_, at_least(1)));
   t.push_back(option(OptionInfo{"defer_seek_timeout", "PROSODY_DEFER_SEEK_TIMEOUT", "Deferral", "30s",
-      "duration > 0", "Timeout when loading deferred messages", false},
+      "duration > 0", "Timeout when loading deferred messages", true},
       &C::defer_seek_timeout_, positive_duration()));
   t.push_back(option(OptionInfo{"defer_discard_threshold", "PROSODY_DEFER_DISCARD_THRESHOLD", "Deferral", "100",
-      ">= 0", "Read optimization (rarely needs changing)", false},
+      ">= 0", "Read optimization (rarely needs changing)", true},
       &C::defer_discard_threshold_, at_least(0)));
   // ---- Monopolization detection
   t.push_back(option(OptionInfo{"monopolization_enabled", "PROSODY_MONOPOLIZATION_ENABLED", "Monopolization", "true",

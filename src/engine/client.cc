@@ -78,6 +78,14 @@ class ClientImpl final : public Client {
     if (!timer_store) return std::move(timer_store).error();
     auto settings = engine::EngineSettings::from(config_, *bootstrap);
     settings.timer_store = std::move(*timer_store);
+    if (config_.mode() == Mode::pipeline) {
+      auto defer = store::open_defer_store(config_);
+      if (!defer) return std::move(defer).error();
+      auto loader = middleware::DeferLoader::start(middleware::DeferLoaderSettings::from(config_, *bootstrap), clock_);
+      if (!loader) return std::move(loader).error();
+      settings.defer_messages = std::move(defer->messages);
+      settings.defer_loader = std::shared_ptr<middleware::DeferLoader>(std::move(*loader));
+    }
     prosody::logger()->info("timers are stored in {}", settings.timer_store->describe());
     auto engine = engine::ConsumerEngine::start(std::move(settings), std::move(handler), clock_, dead_letters);
     if (!engine) return std::move(engine).error();

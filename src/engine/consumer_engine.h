@@ -29,7 +29,10 @@
 #include "engine/backoff.h"
 #include "middleware/failure_tracker.h"
 #include "middleware/fair_scheduler.h"
+#include "middleware/defer_backoff.h"
+#include "middleware/defer_loader.h"
 #include "middleware/monopolization_detector.h"
+#include "store/defer_store.h"
 #include "prosody/client.h"
 #include "prosody/clock.h"
 #include "prosody/config.h"
@@ -69,6 +72,12 @@ struct EngineSettings {
   middleware::SchedulerOptions scheduler;
   middleware::MonopolizationOptions monopolization;
   middleware::FailureTrackerOptions failure_tracker;
+  // Deferral (pipeline mode): the message defer queue and the loader that
+  // reads deferred offsets back. Both null: no deferral.
+  std::shared_ptr<store::MessageDeferStore> defer_messages;
+  std::shared_ptr<middleware::DeferLoader> defer_loader;
+  bool defer_enabled = true;
+  middleware::DeferBackoff defer_backoff;
 
   static EngineSettings from(const Config& config, const std::string& bootstrap_servers);
 };

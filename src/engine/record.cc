@@ -39,6 +39,13 @@ std::optional<std::string_view> Record::find_header(std::string_view name) const
 }
 
 std::optional<std::string_view> Record::find_header(const char* name) const {
+  if (!raw) {
+    if (!headers) return std::nullopt;
+    for (auto it = headers->rbegin(); it != headers->rend(); ++it) {
+      if (it->name == name) return std::string_view(it->value);
+    }
+    return std::nullopt;
+  }
   rd_kafka_headers_t* hdrs = nullptr;
   if (!raw || rd_kafka_message_headers(raw.get(), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs) return std::nullopt;
   const void* value = nullptr;

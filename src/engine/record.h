@@ -26,10 +26,14 @@ struct Record {
   std::chrono::system_clock::time_point timestamp;
   bool key_is_valid_utf8 = true;
   nlohmann::json payload;                  // filled by the worker's decode step
-  mutable std::optional<Headers> headers;  // parsed on first use
+  mutable std::optional<Headers> headers;  // parsed on first use (given up front when owned)
+  // Payload of a record that was not consumed by the engine (reloaded by
+  // the defer loader): owned here instead of by a librdkafka message.
+  std::string owned_payload;
 
   std::string_view raw_payload() const {
-    if (!raw || !raw->payload) return {};
+    if (!raw) return owned_payload;
+    if (!raw->payload) return {};
     return {static_cast<const char*>(raw->payload), raw->len};
   }
   const Headers& all_headers() const;

@@ -113,6 +113,14 @@ class HandlerAdapter final : public middleware::Innermost {
 
   Status invoke(middleware::Invocation& inv) const override {
     if (inv.precheck_error) return *inv.precheck_error;
+    if (inv.kind == middleware::EventKind::timer && inv.timer->type != TimerType::application) {
+      // An internal (defer) timer with no defer layer to take it: the mode
+      // changed since it was scheduled. Removing it is all we can do.
+      return Error::permanent(std::string("a ") + std::string(to_string(inv.timer->type)) +
+                                  " timer fired but deferral is not active in this mode; its defer queue stays "
+                                  "in the store",
+                              ErrorCode::invalid_state);
+    }
     stats_.note_in_flight(static_cast<std::uint64_t>(++running_));
     Status result = call(inv);
     --running_;
@@ -176,6 +184,11 @@ Status Engine::build_stack() {
     if (inv.handler_attempts > 1) stats_.retries++;
   };
   parts.innermost = std::make_shared<HandlerAdapter>(handler_, stats_);
+  parts.defer_messages = settings_.defer_messages;
+  parts.defer_loader = settings_.defer_loader;
+  parts.defer = middleware::MessageDeferLayer::Options{settings_.defer_enabled, settings_.defer_backoff,
+                                                       settings_.group_id, settings_.codec};
+  parts.on_deferred = [this] { stats_.deferred++; };
   auto stack = middleware::build_stack(std::move(parts));
   if (!stack) return stack.error();
   stack_ = std::move(*stack);

@@ -21,7 +21,12 @@ Result<std::unique_ptr<Stack>> build_stack(StackParts parts) {
       // The outer Retry is the event boundary: transient errors are retried
       // until they succeed (or the partition goes away).
       layers.push_back(std::make_unique<RetryLayer>(parts.retry, std::nullopt, parts.clock));
-      // [Deduplication] and [MessageDefer → TimerDefer] belong here.
+      // [Deduplication] belongs here.
+      if (parts.defer_messages && parts.defer_loader && parts.failures) {
+        layers.push_back(std::make_unique<MessageDeferLayer>(parts.defer, parts.defer_messages, parts.defer_loader,
+                                                             *parts.failures, parts.clock, parts.on_deferred));
+      }
+      // [TimerDefer] belongs here.
       if (parts.monopolization) {
         layers.push_back(
             std::make_unique<MonopolizationLayer>(*parts.monopolization, parts.clock, parts.on_monopolized));

@@ -5,8 +5,9 @@
 //   low_latency Retry(∞, failure-topic writes) → FailureTopic → Retry(max_retries)
 //               → Cancellation → Scheduler → Timeout → Telemetry → handler
 //   best_effort Log → Cancellation → Scheduler → Timeout → Telemetry → handler
-// Bracketed layers are not built yet (deduplication; deferral); their slots
-// are marked in stack_builder.cc. Monopolization is left out when disabled.
+// Bracketed layers are not built yet (deduplication, TimerDefer); their
+// slots are marked in stack_builder.cc. Monopolization is left out when
+// disabled; MessageDefer when no defer store/loader is given.
 //
 // Thread safety: build once; the Stack is then shared read-only.
 #pragma once
@@ -20,6 +21,7 @@
 #include "middleware/failure_tracker.h"
 #include "middleware/fair_scheduler.h"
 #include "middleware/layer.h"
+#include "middleware/message_defer_layer.h"
 #include "middleware/monopolization_detector.h"
 #include "prosody/config.h"
 #include "prosody/producer.h"
@@ -41,6 +43,11 @@ struct StackParts {
   std::function<void()> on_monopolized;
   std::function<void(const Invocation&, const Status&)> on_outcome;
   std::shared_ptr<Innermost> innermost;
+  // Deferral (pipeline): both set, or the layer is left out.
+  std::shared_ptr<store::MessageDeferStore> defer_messages;
+  std::shared_ptr<DeferLoader> defer_loader;
+  MessageDeferLayer::Options defer;
+  std::function<void()> on_deferred;
 };
 
 Result<std::unique_ptr<Stack>> build_stack(StackParts parts);

@@ -93,6 +93,8 @@ class PartitionTimers {
 
   std::size_t in_memory() const;
   std::size_t outstanding() const;
+  // True when take_due() would hand out nothing more until a run finishes.
+  bool at_capacity() const { return outstanding() >= max_outstanding_; }
 
  private:
   enum class State : std::uint8_t { scheduled, fired, fired_rescheduled };

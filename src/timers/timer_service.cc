@@ -101,10 +101,16 @@ std::int64_t TimerService::tick(std::int64_t now_ms) {
       if (!e->deliver(e->timers, std::move(due))) e->timers->abandon(copy);
     }
     if (auto next = e->timers->next_due()) {
-      // A due timer left behind (backpressure) is retried when a running
-      // timer completes (notify_completed) or at the next beat.
-      if (*next <= now) backlogged_.store(true, std::memory_order_relaxed);
-      wake_at = std::min(wake_at, *next <= now ? now_ms + heartbeat_.count() : *next * 1000);
+      if (*next > now) {
+        wake_at = std::min(wake_at, *next * 1000);
+      } else if (!e->timers->at_capacity()) {
+        wake_at = now_ms;  // runs finished during this pass: hand out more at once
+      } else {
+        // Held back by backpressure: a finishing run wakes us
+        // (notify_completed), else the next beat.
+        backlogged_.store(true, std::memory_order_relaxed);
+        wake_at = std::min(wake_at, now_ms + heartbeat_.count());
+      }
     }
   }
   return wake_at;

@@ -1,0 +1,85 @@
+// Deferral on the mock cluster (pipeline mode): a key that keeps failing is
+// parked — its later messages queue behind it — while the partition's other
+// keys flow and are committed; when it recovers, its parked messages run in
+// order.
+#include <gtest/gtest.h>
+
+#include "kafka/mock_cluster.h"
+#include "support/kafka_admin.h"
+#include "support/test_support.h"
+
+namespace prosody {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::unique_name;
+using testing::wait_until;
+
+// Fails every message of `bad_key` until `healed` is set.
+class FlakyKeyHandler final : public testing::RecordingHandler {
+ public:
+  explicit FlakyKeyHandler(std::string bad_key) : bad_key_(std::move(bad_key)) {}
+  HandlerResult on_message(Context& ctx, const Message& m) override {
+    if (m.key() == bad_key_ && !healed) {
+      bad_attempts++;
+      return Error::transient("downstream for " + bad_key_ + " is down");
+    }
+    return RecordingHandler::on_message(ctx, m);
+  }
+  std::atomic<bool> healed{false};
+  std::atomic<int> bad_attempts{0};
+
+ private:
+  std::string bad_key_;
+};
+
+TEST(DeferMock, AFailingKeyIsParkedWhileAThousandOtherKeysComplete) {
+  const auto topic = unique_name("defer");
+  const auto group = unique_name("defer-g");
+  auto handler = std::make_shared<FlakyKeyHandler>("k0");
+  auto consumer = Client::create(testing::mock_consumer_config(topic, group, 2)
+                                     .with_defer_base(1s)
+                                     .with_defer_max_delay(2s)
+                                     .with_retry_base(5ms)
+                                     .with_max_retry_delay(50ms));
+  ASSERT_TRUE(consumer->subscribe(handler));
+  ASSERT_TRUE(wait_until([&] { return consumer->assigned_partition_count() > 0; }, 30s));
+  Config pc;
+  pc.with_mock(true).with_source_system("defer-producer");
+  auto producer_client = Client::create(pc);
+  auto producer = producer_client->producer();
+  ASSERT_TRUE(producer);
+  // 1,001 keys x 3 messages; k0 fails until healed.
+  constexpr int kKeys = 1001, kPerKey = 3;
+  ASSERT_EQ(testing::produce_sequenced(**producer, topic, kKeys * kPerKey, kKeys), kKeys * kPerKey);
+  const std::size_t others = (kKeys - 1) * kPerKey;
+  ASSERT_TRUE(wait_until([&] { return handler->unique_count() >= others; }, 60s))
+      << "other keys were blocked by the failing one: " << handler->unique_count() << " of " << others;
+  EXPECT_EQ(handler->unique_count(), others) << "nothing of k0 may run while it fails";
+  const auto stats = consumer->stats();
+  EXPECT_GE(stats.deferred, static_cast<std::uint64_t>(kPerKey)) << "k0's first message and the two behind it";
+  // Everything was committed, including k0's parked messages (they live in
+  // the defer store now): the partitions' committed offsets reach the end.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        long total = 0;
+        for (auto& [p, o] : testing::committed_offsets(kafka::MockCluster::instance().bootstrap_servers(), topic,
+                                                       group, 2)) {
+          total += std::max(o, 0L);
+        }
+        return total == kKeys * kPerKey;
+      },
+      20s))
+      << "deferred messages must not hold back the commit position";
+  // k0 recovers: its deferred messages run, in order, behind each other.
+  handler->healed = true;
+  ASSERT_TRUE(wait_until([&] { return handler->unique_count() == static_cast<std::size_t>(kKeys * kPerKey); }, 60s))
+      << handler->unique_count();
+  EXPECT_GE(handler->bad_attempts.load(), 1);
+  EXPECT_EQ(handler->violations(), 0) << "a deferred key's messages ran out of order";
+  EXPECT_EQ(handler->overlaps(), 0);
+  ASSERT_TRUE(consumer->unsubscribe());
+}
+
+}  // namespace
+}  // namespace prosody
