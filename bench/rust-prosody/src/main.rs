@@ -50,6 +50,7 @@ struct Options {
     live: bool,
     wait: (i64, i64),
     concurrency: usize,
+    max_uncommitted: usize,
     duration_s: f64,
     timeout_s: f64,
     ready_file: String,
@@ -82,6 +83,7 @@ fn parse_args() -> Result<Options, String> {
         live: false,
         wait: (0, 0),
         concurrency: 0,
+        max_uncommitted: 0,
         duration_s: 0.0,
         timeout_s: 600.0,
         ready_file: String::new(),
@@ -104,6 +106,7 @@ fn parse_args() -> Result<Options, String> {
             "--records" => o.records = value.parse().map_err(|_| bad.clone())?,
             "--wait" => o.wait = parse_wait(&value).ok_or(format!("bad --wait {value}"))?,
             "--concurrency" => o.concurrency = value.parse().map_err(|_| bad.clone())?,
+            "--max-uncommitted" => o.max_uncommitted = value.parse().map_err(|_| bad.clone())?,
             "--duration" => o.duration_s = value.parse().map_err(|_| bad.clone())?,
             "--timeout" => o.timeout_s = value.parse().map_err(|_| bad.clone())?,
             "--ready-file" => o.ready_file = value.clone(),
@@ -249,6 +252,8 @@ struct Recorder {
     done: AtomicI64,
     duplicates: AtomicI64,
     unexpected: AtomicI64,
+    in_flight: AtomicI64,
+    max_in_flight: AtomicI64,
     started: AtomicBool,
     marks: Mutex<Marks>,
     finished: Condvar,
@@ -267,6 +272,8 @@ impl Recorder {
             done: AtomicI64::new(0),
             duplicates: AtomicI64::new(0),
             unexpected: AtomicI64::new(0),
+            in_flight: AtomicI64::new(0),
+            max_in_flight: AtomicI64::new(0),
             started: AtomicBool::new(false),
             marks: Mutex::new(Marks { first: None, last: None }),
             finished: Condvar::new(),
@@ -337,6 +344,7 @@ impl Recorder {
         r.insert("handled".into(), json!(done));
         r.insert("duplicates".into(), json!(self.duplicates.load(Ordering::Relaxed)));
         r.insert("unexpected".into(), json!(self.unexpected.load(Ordering::Relaxed)));
+        r.insert("max_in_flight_seen".into(), json!(self.max_in_flight.load(Ordering::Relaxed)));
         if let (Some((f, fc)), Some((l, lc))) = (m.first, m.last) {
             let wall = (l - f).as_secs_f64();
             r.insert("startup_s".into(), json!((f - t0).as_secs_f64()));
@@ -387,10 +395,13 @@ impl FallibleHandler for BenchHandler {
     {
         let (p, off) = (message.partition(), message.offset());
         let first = self.rec.on_start(p, off, message.timestamp().timestamp_millis());
+        let now = self.rec.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.rec.max_in_flight.fetch_max(now, Ordering::Relaxed);
         let us = wait_for_record(self.wait, p, off);
         if us > 0 {
             tokio::time::sleep(Duration::from_micros(us as u64)).await;
         }
+        self.rec.in_flight.fetch_sub(1, Ordering::Relaxed);
         if first {
             self.rec.on_done();
         }
@@ -475,14 +486,17 @@ async fn run(o: Options) -> Result<Value, String> {
     let capacity: Vec<i64> = high.iter().map(|h| if o.live { h + o.records } else { *h }).collect();
     let rec = Arc::new(Recorder::new(expected, capacity));
 
-    let consumer_config = ConsumerConfiguration::builder()
+    let mut builder = ConsumerConfiguration::builder();
+    builder
         .bootstrap_servers(vec![o.bootstrap.clone()])
         .group_id(o.group.clone())
         .subscribed_topics(&[o.topic.clone()])
         .probe_port(None)
-        .mock(false)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .mock(false);
+    if o.max_uncommitted > 0 {
+        builder.max_uncommitted(o.max_uncommitted);
+    }
+    let consumer_config = builder.build().map_err(|e| e.to_string())?;
     let mut scheduler = SchedulerConfigurationBuilder::default();
     if o.concurrency > 0 {
         scheduler.max_concurrency(o.concurrency);
