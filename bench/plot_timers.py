@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Plots bench/results/timers.json (written by prosody-bench-timers) as
 bench/results/timers.png: schedule rates per store and firing lateness
 percentiles for the timer service and through the engine."""
@@ -39,7 +39,7 @@ def main(path="bench/results/timers.json", out="bench/results/timers.png"):
     late.set_ylabel("ms after due time")
     late.axhline(50, color="red", linestyle="--", linewidth=1, label="p99 target 50 ms")
     late.set_title("firing lateness")
-    late.legend()
+    late.legend(loc="upper left", fontsize=8)
     mem = doc.get("memory_store", {}).get("heap_bytes_per_timer")
     fig.suptitle(f"prosody-cpp timers — memory store {mem:.0f} B per pending timer" if mem else "prosody-cpp timers")
     fig.tight_layout()
