@@ -103,6 +103,8 @@ Status MessageDeferLayer::retry_head(Invocation& inv, const Next& next) const {
   retry.record = &rec;
   retry.timer = nullptr;
   retry.demand = DemandClass::failure;
+  // Context::attempt counts the failed tries before this one.
+  retry.handler_attempts = static_cast<int>((*head)->retry_count) + 1;
   if (options_.codec == PayloadCodec::json && !rec.owned_payload.empty()) {
     rec.payload = nlohmann::json::parse(rec.owned_payload, nullptr, /*allow_exceptions=*/false);
     if (rec.payload.is_discarded()) {
@@ -111,7 +113,7 @@ Status MessageDeferLayer::retry_head(Invocation& inv, const Next& next) const {
     }
   }
   Status result = next(retry);
-  inv.handler_attempts += retry.handler_attempts;
+  inv.handler_attempts = retry.handler_attempts;
   if (result.ok() || result.error().is_permanent()) {
     if (!result.ok()) {
       log_->error("{}: deferred message failed permanently, moving on: {}", retry.describe(),
