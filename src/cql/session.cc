@@ -288,25 +288,33 @@ void Session::prepare_async(std::string cql, PreparedCallback cb) {
   if (!impl_->post([this, req] { impl_->run(req); })) cb(shut_down_error());
 }
 
+// Shared tail of execute_async and query_async: the request's parameters
+// from the call's options (falling back to the session's), then queued on
+// the I/O thread, which stamps the client-side timestamp.
+static void submit_rows(Session::Impl& impl, const SessionOptions& defaults, Session::Impl::RequestPtr req,
+                        QueryOptions o, Session::RowsCallback cb) {
+  req->params.consistency = o.consistency.value_or(defaults.consistency);
+  req->params.serial_consistency = o.serial_consistency;
+  req->params.page_size = o.page_size.value_or(defaults.page_size);
+  req->params.paging_state = std::move(o.paging_state);
+  req->params.timestamp = o.timestamp;
+  req->timeout = o.timeout.value_or(defaults.request_timeout);
+  req->done = [cb](Result<Response> r) { cb(to_rows(std::move(r))); };
+  if (!impl.post([impl = &impl, req] {
+        if (!req->params.timestamp) req->params.timestamp = impl->next_timestamp();
+        impl->run(req);
+      })) {
+    cb(shut_down_error());
+  }
+}
+
 void Session::execute_async(Prepared statement, std::vector<Value> values, QueryOptions o, RowsCallback cb) {
   if (!statement) return cb(usage_error("execute of a null prepared statement"));
   auto req = std::make_shared<Impl::Request>();
   req->kind = Impl::Request::Kind::execute;
   req->prepared = std::move(statement);
   req->values = std::move(values);
-  req->params.consistency = o.consistency.value_or(options_.consistency);
-  req->params.serial_consistency = o.serial_consistency;
-  req->params.page_size = o.page_size.value_or(options_.page_size);
-  req->params.paging_state = std::move(o.paging_state);
-  req->params.timestamp = o.timestamp;
-  req->timeout = o.timeout.value_or(options_.request_timeout);
-  req->done = [cb](Result<Response> r) { cb(to_rows(std::move(r))); };
-  if (!impl_->post([this, req] {
-        if (!req->params.timestamp) req->params.timestamp = impl_->next_timestamp();
-        impl_->run(req);
-      })) {
-    cb(shut_down_error());
-  }
+  submit_rows(*impl_, options_, std::move(req), std::move(o), std::move(cb));
 }
 
 void Session::query_async(std::string cql, std::vector<Value> values, QueryOptions o, RowsCallback cb) {
@@ -314,19 +322,7 @@ void Session::query_async(std::string cql, std::vector<Value> values, QueryOptio
   req->kind = Impl::Request::Kind::query;
   req->cql = std::move(cql);
   req->values = std::move(values);
-  req->params.consistency = o.consistency.value_or(options_.consistency);
-  req->params.serial_consistency = o.serial_consistency;
-  req->params.page_size = o.page_size.value_or(options_.page_size);
-  req->params.paging_state = std::move(o.paging_state);
-  req->params.timestamp = o.timestamp;
-  req->timeout = o.timeout.value_or(options_.request_timeout);
-  req->done = [cb](Result<Response> r) { cb(to_rows(std::move(r))); };
-  if (!impl_->post([this, req] {
-        if (!req->params.timestamp) req->params.timestamp = impl_->next_timestamp();
-        impl_->run(req);
-      })) {
-    cb(shut_down_error());
-  }
+  submit_rows(*impl_, options_, std::move(req), std::move(o), std::move(cb));
 }
 
 void Session::batch_async(BatchType type, std::vector<BatchStatement> statements, QueryOptions o, RowsCallback cb) {
