@@ -84,6 +84,7 @@ class ClientImpl final : public Client {
       auto loader = middleware::DeferLoader::start(middleware::DeferLoaderSettings::from(config_, *bootstrap), clock_);
       if (!loader) return std::move(loader).error();
       settings.defer_messages = std::move(defer->messages);
+      settings.defer_timers = std::move(defer->timers);
       settings.defer_loader = std::shared_ptr<middleware::DeferLoader>(std::move(*loader));
     }
     prosody::logger()->info("timers are stored in {}", settings.timer_store->describe());

@@ -76,6 +76,8 @@ struct EngineSettings {
   // reads deferred offsets back. Both null: no deferral.
   std::shared_ptr<store::MessageDeferStore> defer_messages;
   std::shared_ptr<middleware::DeferLoader> defer_loader;
+  // The timer defer queue (pipeline mode). Null: timers are not deferred.
+  std::shared_ptr<store::TimerDeferStore> defer_timers;
   bool defer_enabled = true;
   middleware::DeferBackoff defer_backoff;
 

@@ -1,10 +1,13 @@
+#include <algorithm>
 #include <condition_variable>
+#include <optional>
 #include <mutex>
 
 #include "engine/invocation_slot.h"
 #include "engine/partition_state.h"
 #include "prosody/context.h"
 #include "prosody/handler.h"
+#include "store/defer_store.h"
 #include "timers/timer_service.h"
 
 namespace prosody {
@@ -60,25 +63,62 @@ Status Context::schedule(std::chrono::system_clock::time_point time) {
   return s;
 }
 
+namespace {
+
+// Pipeline mode parks a key's failing application timers in the timer defer
+// queue (TimerDefer). To the handler they are still scheduled: scheduled()
+// reports them, and unschedule/clear remove them as well as live timers.
+// Null when timers are not deferred (other modes).
+std::optional<store::DeferSegment> defer_segment(const detail::InvocationSlot& slot) {
+  if (!slot.timer_defer || !slot.group_id) return std::nullopt;
+  return store::DeferSegment(*slot.group_id, slot.partition->topic, slot.partition->partition);
+}
+
+Status clear_deferred(detail::InvocationSlot& slot, const Key& key) {
+  auto seg = defer_segment(slot);
+  if (!seg) return ok_status();
+  return slot.timer_defer->remove_key(*seg, key);
+}
+
+}  // namespace
+
 Status Context::clear_and_schedule(std::chrono::system_clock::time_point time) {
   auto t = to_timer_time(time);
   if (!t) return t.error();
+  // The new timer is stored first: a failure in between leaves an extra
+  // timer, never none.
   auto s = slot_->partition->timers->clear_and_schedule(key(), TimerType::application, epoch(*t));
   if (s && slot_->timer_service) slot_->timer_service->notify_scheduled(epoch(*t));
-  return s;
+  if (!s) return s;
+  return clear_deferred(*slot_, key());
 }
 
 Status Context::unschedule(std::chrono::system_clock::time_point time) {
   auto t = to_timer_time(time);
   if (!t) return t.error();
-  return slot_->partition->timers->unschedule(key(), TimerType::application, epoch(*t));
+  if (auto s = slot_->partition->timers->unschedule(key(), TimerType::application, epoch(*t)); !s) return s;
+  auto seg = defer_segment(*slot_);
+  if (!seg) return ok_status();
+  auto head = slot_->timer_defer->remove(*seg, key(), epoch(*t));
+  if (!head) return head.error();
+  return ok_status();
 }
 
-Status Context::clear_scheduled() { return slot_->partition->timers->clear(key(), TimerType::application); }
+Status Context::clear_scheduled() {
+  if (auto s = slot_->partition->timers->clear(key(), TimerType::application); !s) return s;
+  return clear_deferred(*slot_, key());
+}
 
 Result<std::vector<TimerTime>> Context::scheduled() const {
   auto times = slot_->partition->timers->scheduled(key(), TimerType::application);
   if (!times) return times.error();
+  if (auto seg = defer_segment(*slot_)) {
+    auto deferred = slot_->timer_defer->entries(*seg, key());
+    if (!deferred) return deferred.error();
+    for (const auto& e : *deferred) times->push_back(e.time);
+    std::sort(times->begin(), times->end());
+    times->erase(std::unique(times->begin(), times->end()), times->end());
+  }
   std::vector<TimerTime> out;
   out.reserve(times->size());
   for (auto t : *times) out.push_back(TimerTime{std::chrono::seconds{t}});

@@ -80,7 +80,11 @@ class Engine final : public ConsumerEngine {
       : settings_(std::move(s)), handler_(std::move(h)), clock_(std::move(c)), dead_letters_(dl),
         log_(prosody::logger()), slots_(worker_count(settings_)),
         timer_service_(clock_, settings_.slab_size, std::chrono::seconds(1)) {
-    for (auto& slot : slots_) slot.timer_service = &timer_service_;
+    for (auto& slot : slots_) {
+      slot.timer_service = &timer_service_;
+      slot.timer_defer = settings_.defer_timers.get();
+      slot.group_id = &settings_.group_id;
+    }
   }
 
   ~Engine() override {

@@ -23,6 +23,12 @@ struct PartitionState;
 namespace prosody::timers {
 class TimerService;
 }
+namespace prosody::store {
+struct DeferredTimer;
+template <typename Entry>
+class DeferStore;
+using TimerDeferStore = DeferStore<DeferredTimer>;
+}  // namespace prosody::store
 
 namespace prosody::detail {
 
@@ -39,6 +45,11 @@ struct InvocationSlot {
   int attempt = 0;
   // Wakes the timer thread when a handler schedules something due soon.
   timers::TimerService* timer_service = nullptr;  // set once by the engine
+  // Pipeline mode: the timer defer queue, so that Context reports a key's
+  // deferred timers as still scheduled and can unschedule them. Set once by
+  // the engine (null: no timer deferral).
+  store::TimerDeferStore* timer_defer = nullptr;
+  const std::string* group_id = nullptr;
 
   void begin(const Key& k, engine::PartitionState& p, int attempt_no, std::chrono::steady_clock::time_point now) {
     std::lock_guard l(mutex);

@@ -34,8 +34,10 @@ void Engine::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
         store::TimerSegment{settings_.group_id, p->topic, p->partition, settings_.slab_size.count()},
         settings_.timer_store, static_cast<std::size_t>(settings_.max_uncommitted));
     // Another consumer may have changed this partition's defer queues.
-    if (settings_.defer_messages) {
-      settings_.defer_messages->invalidate(store::DeferSegment(settings_.group_id, p->topic, p->partition));
+    if (settings_.defer_messages || settings_.defer_timers) {
+      const store::DeferSegment segment(settings_.group_id, p->topic, p->partition);
+      if (settings_.defer_messages) settings_.defer_messages->invalidate(segment);
+      if (settings_.defer_timers) settings_.defer_timers->invalidate(segment);
     }
     std::weak_ptr<PartitionState> weak = p;
     auto timers = p->timers;

@@ -188,6 +188,7 @@ Status Engine::build_stack() {
   parts.defer_loader = settings_.defer_loader;
   parts.defer = middleware::MessageDeferLayer::Options{settings_.defer_enabled, settings_.defer_backoff,
                                                        settings_.group_id, settings_.codec};
+  parts.defer_timers = settings_.defer_timers;
   parts.on_deferred = [this] { stats_.deferred++; };
   auto stack = middleware::build_stack(std::move(parts));
   if (!stack) return stack.error();

@@ -4,10 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/invocation_slot.h"
 #include "engine/partition_state.h"
+#include "middleware/defer_timer.h"
 #include "prosody/logging.h"
-#include "timers/timer_service.h"
 
 namespace prosody::middleware {
 
@@ -22,12 +21,7 @@ store::DeferSegment MessageDeferLayer::segment(const Invocation& inv) const {
 }
 
 Status MessageDeferLayer::schedule_retry(Invocation& inv, std::chrono::milliseconds delay) const {
-  const auto at = clock_->system_now() + delay;
-  // Round up: a retry never fires before its backoff has passed.
-  const auto secs = std::chrono::ceil<std::chrono::seconds>(at.time_since_epoch()).count();
-  auto s = inv.partition->timers->schedule(inv.tpk.key, TimerType::deferred_message, secs);
-  if (s && inv.slot && inv.slot->timer_service) inv.slot->timer_service->notify_scheduled(secs);
-  return s;
+  return schedule_defer_timer(inv, TimerType::deferred_message, *clock_, delay);
 }
 
 Status MessageDeferLayer::handle(Invocation& inv, const Next& next) const {

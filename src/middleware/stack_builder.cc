@@ -7,6 +7,7 @@
 #include "middleware/retry_layer.h"
 #include "middleware/scheduler_layer.h"
 #include "middleware/telemetry_layer.h"
+#include "middleware/timer_defer_layer.h"
 #include "middleware/timeout_layer.h"
 
 namespace prosody::middleware {
@@ -26,7 +27,11 @@ Result<std::unique_ptr<Stack>> build_stack(StackParts parts) {
         layers.push_back(std::make_unique<MessageDeferLayer>(parts.defer, parts.defer_messages, parts.defer_loader,
                                                              *parts.failures, parts.clock, parts.on_deferred));
       }
-      // [TimerDefer] belongs here.
+      if (parts.defer_timers && parts.failures) {
+        layers.push_back(std::make_unique<TimerDeferLayer>(
+            TimerDeferLayer::Options{parts.defer.enabled, parts.defer.backoff, parts.defer.group_id},
+            parts.defer_timers, *parts.failures, parts.clock, parts.on_deferred));
+      }
       if (parts.monopolization) {
         layers.push_back(
             std::make_unique<MonopolizationLayer>(*parts.monopolization, parts.clock, parts.on_monopolized));

@@ -1,13 +1,13 @@
 // Assembles the middleware stack of each mode, outermost first, in
 // Prosody's order (reference/prosody-internals.md §1):
-//   pipeline    Retry(∞) → [Dedup] → [MessageDefer → TimerDefer] → Monopolization
+//   pipeline    Retry(∞) → [Dedup] → MessageDefer → TimerDefer → Monopolization
 //               → Cancellation → Scheduler → Timeout → Telemetry → handler
 //   low_latency Retry(∞, failure-topic writes) → FailureTopic → Retry(max_retries)
 //               → Cancellation → Scheduler → Timeout → Telemetry → handler
 //   best_effort Log → Cancellation → Scheduler → Timeout → Telemetry → handler
-// Bracketed layers are not built yet (deduplication, TimerDefer); their
-// slots are marked in stack_builder.cc. Monopolization is left out when
-// disabled; MessageDefer when no defer store/loader is given.
+// Deduplication is not built yet; its slot is marked in stack_builder.cc.
+// Monopolization is left out when disabled; MessageDefer when no defer
+// store/loader is given; TimerDefer when no timer defer store is given.
 //
 // Thread safety: build once; the Stack is then shared read-only.
 #pragma once
@@ -46,7 +46,9 @@ struct StackParts {
   // Deferral (pipeline): both set, or the layer is left out.
   std::shared_ptr<store::MessageDeferStore> defer_messages;
   std::shared_ptr<DeferLoader> defer_loader;
-  MessageDeferLayer::Options defer;
+  MessageDeferLayer::Options defer;  // enabled, backoff and group also drive TimerDefer
+  // Timer deferral (pipeline): set, or the layer is left out.
+  std::shared_ptr<store::TimerDeferStore> defer_timers;
   std::function<void()> on_deferred;
 };
 
