@@ -1,0 +1,119 @@
+// Prosody's dedup id. The expected UUIDs were computed independently of this
+// code by src/middleware/dedup_id_expected.py: Python's `xxhash` package
+// from PyPI (its own bundled xxHash 0.8.4, not Debian's libxxhash 0.8.1)
+// with the fields framed by `struct.pack('<I' / '<i' / '<q')` and the
+// UUIDv8 bits set by hand:
+//   python3 -m venv /tmp/v && /tmp/v/bin/pip install xxhash
+//   /tmp/v/bin/python src/middleware/dedup_id_expected.py
+#include "middleware/dedup_id.h"
+
+#include <set>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+
+namespace prosody::middleware {
+namespace {
+
+DedupFields orders(std::optional<std::string_view> event_id, std::int64_t offset = 12345) {
+  return DedupFields{"1", "orders-group", "orders", 7, "customer-42", event_id, offset};
+}
+
+TEST(DedupId, MatchesAnIndependentComputationForEventIdsAndOffsets) {
+  EXPECT_EQ(dedup_id(orders("evt-123")).str(), "8157b962-a6c7-89f8-aa60-3cdcbf95f554");
+  EXPECT_EQ(dedup_id(orders(std::nullopt, 12345)).str(), "b5756c4e-3ee9-857f-a73c-3e735d7fa031");
+  auto v2 = orders(std::nullopt, 12345);
+  v2.version = "2";
+  EXPECT_EQ(dedup_id(v2).str(), "3f0835eb-333b-8845-aa56-11cf8a95fc32");
+  // Negative partition and offset are written as two's complement.
+  EXPECT_EQ(dedup_id(DedupFields{"1", "g", "t", -1, "", std::nullopt, -1}).str(),
+            "79d876c7-f1ff-8dd4-b956-0ddc0f5aa633");
+  // An empty event id is still an event id (flag 1, length 0).
+  EXPECT_EQ(dedup_id(DedupFields{"1", "g", "t", 0, "k", std::string_view(""), 99}).str(),
+            "9720bb81-66e3-8d07-a62d-d00b5f2ccfd3");
+}
+
+// By hand: the framed bytes of the first vector, hashed in one call, give
+// low64 0xf899c7a662b95781 and high64 0x54f595bfdc3c602a. Little-endian,
+// low first: 81 57 b9 62 a6 c7 99 f8 | 2a 60 3c dc bf 95 f5 54. Byte 6 (0x99)
+// becomes 0x89 (version 8 in the high nibble) and byte 8 (0x2a = 0010 1010)
+// becomes 0xaa (top bits 10: the RFC variant), giving
+// 8157b962-a6c7-89f8-aa60-3cdcbf95f554.
+TEST(DedupId, IsTheLittleEndianDigestWithVersion8AndTheRfcVariant) {
+  std::string framed;
+  auto u32 = [&](std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) framed += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  auto field = [&](std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    framed += s;
+  };
+  field("1");
+  field("orders-group");
+  field("orders");
+  u32(7);
+  field("customer-42");
+  framed += '\x01';
+  field("evt-123");
+  const XXH128_hash_t raw = XXH3_128bits(framed.data(), framed.size());
+  EXPECT_EQ(raw.low64, 0xf899c7a662b95781ULL);
+  EXPECT_EQ(raw.high64, 0x54f595bfdc3c602aULL);
+
+  const auto id = dedup_id(orders("evt-123"));
+  EXPECT_EQ(id.bytes[6], 0x89);
+  EXPECT_EQ(id.bytes[8], 0xaa);
+  for (std::size_t i = 0; i < 8; ++i) {
+    if (i != 6) {
+      EXPECT_EQ(id.bytes[i], static_cast<std::uint8_t>(raw.low64 >> (8 * i))) << i;
+    }
+    if (i != 0) {
+      EXPECT_EQ(id.bytes[8 + i], static_cast<std::uint8_t>(raw.high64 >> (8 * i))) << 8 + i;
+    }
+  }
+}
+
+TEST(DedupId, EveryIdIsAVersion8RfcVariantUuid) {
+  for (std::int64_t offset = 0; offset < 500; ++offset) {
+    const auto id = dedup_id(orders(std::nullopt, offset));
+    EXPECT_EQ(id.bytes[6] >> 4, 8) << offset;
+    EXPECT_EQ(id.bytes[8] & 0xC0, 0x80) << offset;
+  }
+}
+
+TEST(DedupId, AnEventIdMakesTheOffsetIrrelevantAndWithoutOneTheOffsetCounts) {
+  EXPECT_EQ(dedup_id(orders("evt-1", 1)), dedup_id(orders("evt-1", 2)));
+  EXPECT_NE(dedup_id(orders("evt-1", 1)), dedup_id(orders("evt-2", 1)));
+  EXPECT_NE(dedup_id(orders(std::nullopt, 1)), dedup_id(orders(std::nullopt, 2)));
+}
+
+TEST(DedupId, EveryFieldCountsAndLengthPrefixesKeepFieldsApart) {
+  std::set<store::DedupId> ids;
+  const auto base = orders("e");
+  ids.insert(dedup_id(base));
+  auto changed = [&](auto mutate) {
+    auto f = base;
+    mutate(f);
+    return ids.insert(dedup_id(f)).second;
+  };
+  EXPECT_TRUE(changed([](DedupFields& f) { f.version = "2"; }));
+  EXPECT_TRUE(changed([](DedupFields& f) { f.group_id = "other"; }));
+  EXPECT_TRUE(changed([](DedupFields& f) { f.topic = "other"; }));
+  EXPECT_TRUE(changed([](DedupFields& f) { f.partition = 8; }));
+  EXPECT_TRUE(changed([](DedupFields& f) { f.key = "other"; }));
+  // Same concatenated bytes, different split between group and topic.
+  EXPECT_NE(dedup_id(DedupFields{"1", "ab", "c", 0, "k", std::nullopt, 0}),
+            dedup_id(DedupFields{"1", "a", "bc", 0, "k", std::nullopt, 0}));
+}
+
+TEST(JsonEventId, IsTheTopLevelIdWhenItIsAString) {
+  EXPECT_EQ(json_event_id(nlohmann::json{{"id", "evt-9"}, {"type", "x"}}), "evt-9");
+  EXPECT_EQ(json_event_id(nlohmann::json{{"id", 9}}), std::nullopt);  // Prosody: strings only
+  EXPECT_EQ(json_event_id(nlohmann::json{{"data", {{"id", "nested"}}}}), std::nullopt);
+  EXPECT_EQ(json_event_id(nlohmann::json::array({"id"})), std::nullopt);
+  EXPECT_EQ(json_event_id(nlohmann::json()), std::nullopt);
+}
+
+}  // namespace
+}  // namespace prosody::middleware
