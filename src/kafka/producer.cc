@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -70,13 +71,23 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_v
 }  // namespace
 
 KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock)
-    : source_system_(std::move(source_system)), send_timeout_(send_timeout), clock_(std::move(clock)) {}
+    : source_system_(std::move(source_system)),
+      send_timeout_(send_timeout),
+      clock_(std::move(clock)),
+      header_template_(rd_kafka_headers_new(1)) {
+  rd_kafka_header_add(header_template_.get(), "source-system", -1, source_system_.data(),
+                      static_cast<ssize_t>(source_system_.size()));
+}
 
 KafkaProducer::~KafkaProducer() {
   if (handle_) {
     if (rd_kafka_flush(handle_.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
       prosody::logger()->warn("producer closed with {} record(s) undelivered", rd_kafka_outq_len(handle_.get()));
     }
+  }
+  {
+    std::unique_lock l(topics_mutex_);
+    topics_.clear();
   }
   stop_.request_stop();
   if (poller_.joinable()) poller_.join();
@@ -101,10 +112,10 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const ProducerSetti
 }
 
 void KafkaProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  // No state: a fire-and-forget send_async, nobody wants the report.
   std::unique_ptr<DeliveryState> state(static_cast<DeliveryState*>(m->_private));
   if (!state || !state->published.load(std::memory_order_acquire)) return;
   auto& cb = state->callback;
-  if (!cb) return;  // fire-and-forget send_async: no report wanted
   const char* topic = rd_kafka_topic_name(m->rkt);
   if (m->err) {
     cb(kafka_error(m->err, topic, "delivery"));
@@ -113,30 +124,66 @@ void KafkaProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*)
   }
 }
 
+rd_kafka_topic_t* KafkaProducer::topic_handle(std::string_view topic, rd_kafka_resp_err_t& err) {
+  {
+    std::shared_lock l(topics_mutex_);
+    if (auto it = topics_.find(topic); it != topics_.end()) return it->second.get();
+  }
+  std::unique_lock l(topics_mutex_);
+  if (auto it = topics_.find(topic); it != topics_.end()) return it->second.get();
+  std::string name(topic);
+  // Default topic config: the producer-wide settings apply (acks, timeouts,
+  // partitioner). librdkafka rejects only malformed names here; a topic that
+  // does not exist fails per record in the delivery report, as before.
+  TopicHandle t(rd_kafka_topic_new(handle_.get(), name.c_str(), nullptr));
+  if (!t) {
+    err = rd_kafka_last_error();
+    return nullptr;
+  }
+  return topics_.emplace(std::move(name), std::move(t)).first->second.get();
+}
+
+rd_kafka_headers_t* KafkaProducer::make_headers(const Headers& headers) const {
+  if (headers.empty()) return rd_kafka_headers_copy(header_template_.get());
+  rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size() + 1);
+  rd_kafka_header_add(hdrs, "source-system", -1, source_system_.data(), static_cast<ssize_t>(source_system_.size()));
+  for (const auto& h : headers) {
+    if (h.name == "source-system") continue;  // ours wins: it drives loop prevention
+    rd_kafka_header_add(hdrs, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                        static_cast<ssize_t>(h.value.size()));
+  }
+  return hdrs;
+}
+
 Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std::string_view payload,
                               const Headers& headers, DeliveryCallback on_delivery) {
-  const std::string topic_name(topic);
-  const auto deadline = clock_->now() + send_timeout_;
+  rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+  rd_kafka_topic_t* rkt = topic_handle(topic, topic_err);
+  if (!rkt) return kafka_error(topic_err, topic, "cannot send");
+  // Both stay ours until a produce call succeeds; a queue-full retry reuses
+  // them (librdkafka leaves the headers with the caller when it fails).
+  HeadersHandle hdrs(make_headers(headers));
+  std::unique_ptr<DeliveryState> state;
+  if (on_delivery) state = std::make_unique<DeliveryState>(std::move(on_delivery));
+  // The clock is read only once the queue is full: the common path never
+  // needs the deadline.
+  std::optional<Clock::steady_time> deadline;
   for (;;) {
-    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size() + 1);
-    rd_kafka_header_add(hdrs, "source-system", -1, source_system_.data(), static_cast<ssize_t>(source_system_.size()));
-    for (const auto& h : headers) {
-      if (h.name == "source-system") continue;  // ours wins: it drives loop prevention
-      rd_kafka_header_add(hdrs, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                          static_cast<ssize_t>(h.value.size()));
-    }
-    auto* cb = new DeliveryState(on_delivery);
     const auto err = rd_kafka_producev(
-        handle_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        handle_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(cb), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};  // librdkafka owns hdrs now
-    rd_kafka_headers_destroy(hdrs);
-    delete cb;
+        RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_OPAQUE(state.get()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {  // librdkafka owns both now
+      (void)hdrs.release();
+      (void)state.release();
+      return {};
+    }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return kafka_error(err, topic, "cannot send");
-    if (clock_->now() >= deadline) {
+    const auto now = clock_->now();
+    if (!deadline) deadline = now + send_timeout_;
+    if (now >= *deadline) {
       return Error::transient("producer queue full for " + std::to_string(send_timeout_.count()) +
-                                  " ms (send_timeout) sending to topic '" + topic_name + "'",
+                                  " ms (send_timeout) sending to topic '" + std::string(topic) + "'",
                               ErrorCode::queue_full);
     }
     clock_->sleep_for(milliseconds(5), stop_.get_token());

@@ -1,0 +1,182 @@
+// KafkaProducer on the in-process mock cluster: the `source-system` header
+// (ours replaces a caller's), delivery reports with and without a callback,
+// several topics through the topic-handle cache, a malformed topic name, and
+// the bounded wait on a full local queue (simulated clock, no sleeps).
+#include "kafka/producer.h"
+
+#include <future>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "kafka/mock_cluster.h"
+#include "support/test_support.h"
+#include "util/manual_clock.h"
+
+namespace prosody::kafka {
+namespace {
+
+using namespace std::chrono_literals;
+
+ProducerSettings mock_settings() {
+  ProducerSettings s;
+  s.bootstrap_servers = MockCluster::instance().bootstrap_servers();
+  s.client_id = "producer-mock-test";
+  s.kafka_properties = {{"linger.ms", "1"}};
+  return s;
+}
+
+// Held as the public interface: its default arguments are the ones users get.
+std::unique_ptr<Producer> make(const ProducerSettings& s, std::shared_ptr<Clock> clock = system_clock(),
+                                    std::chrono::milliseconds send_timeout = 1s) {
+  auto p = KafkaProducer::create(s, "producer-test-system", send_timeout, std::move(clock));
+  EXPECT_TRUE(p) << (p ? "" : p.error().message());
+  return p ? std::move(*p) : nullptr;
+}
+
+// Reads `n` records of partition 0 of `topic` from the start; returns each
+// record's headers (name -> values, in order) keyed by the record's key.
+std::map<std::string, std::multimap<std::string, std::string>> read_headers(const std::string& topic, int n) {
+  std::map<std::string, std::multimap<std::string, std::string>> out;
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", MockCluster::instance().bootstrap_servers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", "producer-mock-test-reader", err, sizeof err);
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", err, sizeof err);
+  KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err));
+  if (!rk) return out;
+  auto parts = make_partition_list();
+  rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk.get(), parts.get());
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (static_cast<int>(out.size()) < n && std::chrono::steady_clock::now() < deadline) {
+    MessageHandle m(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!m || m->err) continue;
+    std::multimap<std::string, std::string> hs;
+    rd_kafka_headers_t* h = nullptr;
+    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+        hs.emplace(name, std::string(static_cast<const char*>(value), size));
+      }
+    }
+    out[std::string(static_cast<const char*>(m->key), m->key_len)] = std::move(hs);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+TEST(KafkaProducer, EveryRecordCarriesOurSourceSystemAndTheCallersOtherHeaders) {
+  const auto topic = testing::unique_name("producer-headers");
+  ASSERT_TRUE(MockCluster::instance().create_topic(topic, 1));
+  auto p = make(mock_settings());
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->send(topic, "plain", "{}"));
+  ASSERT_TRUE(p->send(topic, "with-headers", "{}", {{"x-trace", "abc"}, {"source-system", "spoofed"}, {"x-n", "1"}}));
+  ASSERT_TRUE(p->send(topic, "plain-again", "{}"));
+
+  const auto got = read_headers(topic, 3);
+  ASSERT_EQ(got.size(), 3u);
+  for (const auto& key : {"plain", "plain-again"}) {
+    const auto& hs = got.at(key);
+    ASSERT_EQ(hs.size(), 1u) << key;
+    EXPECT_EQ(hs.begin()->first, "source-system");
+    EXPECT_EQ(hs.begin()->second, "producer-test-system");
+  }
+  const auto& hs = got.at("with-headers");
+  EXPECT_EQ(hs.size(), 3u);
+  ASSERT_EQ(hs.count("source-system"), 1u);
+  EXPECT_EQ(hs.find("source-system")->second, "producer-test-system");
+  EXPECT_EQ(hs.find("x-trace")->second, "abc");
+  EXPECT_EQ(hs.find("x-n")->second, "1");
+}
+
+TEST(KafkaProducer, AsyncSendsReportPerRecordOrNotAtAllAcrossTopics) {
+  const auto a = testing::unique_name("producer-async-a");
+  const auto b = testing::unique_name("producer-async-b");
+  ASSERT_TRUE(MockCluster::instance().create_topic(a, 2));
+  ASSERT_TRUE(MockCluster::instance().create_topic(b, 2));
+  auto p = make(mock_settings());
+  ASSERT_TRUE(p);
+  std::mutex m;
+  std::map<std::string, int> delivered;  // guarded by m
+  int failed = 0;                        // guarded by m
+  auto record = [&](Result<Delivery> d) {
+    std::lock_guard l(m);
+    if (d) ++delivered[d->topic];
+    else ++failed;
+  };
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_TRUE(p->send_async(i % 2 ? a : b, key, "{}", {}, record));
+    ASSERT_TRUE(p->send_async(i % 2 ? b : a, key, "{}", {}, DeliveryCallback{}));  // fire and forget
+  }
+  ASSERT_TRUE(p->flush(20s));
+  std::lock_guard l(m);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(delivered[a], 100);
+  EXPECT_EQ(delivered[b], 100);
+  // The callback-less records were written too.
+  char e[256];
+  rd_kafka_conf_t* c = rd_kafka_conf_new();
+  rd_kafka_conf_set(c, "bootstrap.servers", MockCluster::instance().bootstrap_servers().c_str(), e, sizeof e);
+  KafkaHandle probe(rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e));
+  ASSERT_TRUE(probe);
+  std::int64_t total = 0;
+  for (const auto& t : {a, b}) {
+    for (int part = 0; part < 2; ++part) {
+      std::int64_t lo = 0, hi = 0;
+      ASSERT_EQ(rd_kafka_query_watermark_offsets(probe.get(), t.c_str(), part, &lo, &hi, 10000),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+      total += hi;
+    }
+  }
+  EXPECT_EQ(total, 400);
+}
+
+TEST(KafkaProducer, MalformedTopicNameIsAPermanentError) {
+  auto p = make(mock_settings());
+  ASSERT_TRUE(p);
+  const std::string too_long(600, 't');  // librdkafka refuses names over 512 bytes
+  auto s = p->send_async(too_long, "k", "{}", {}, DeliveryCallback{});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().error_class(), ErrorClass::permanent);
+  EXPECT_NE(s.error().message().find("cannot send"), std::string::npos);
+}
+
+TEST(KafkaProducer, FullQueueWaitsSendTimeoutOnTheClockThenFailsWithQueueFull) {
+  // Nothing listens on the discard port: records stay queued until their
+  // message timeout, so a one-record queue is full after the first send.
+  ProducerSettings s;
+  s.bootstrap_servers = "127.0.0.1:9";
+  s.client_id = "producer-mock-test-full";
+  s.kafka_properties = {{"queue.buffering.max.messages", "1"}, {"message.timeout.ms", "300"}};
+  auto clock = std::make_shared<testing::ManualClock>();
+  auto p = make(s, clock, 200ms);
+  ASSERT_TRUE(p);
+  std::promise<Result<Delivery>> first_outcome;
+  ASSERT_TRUE(p->send_async("t", "k1", "{}", {}, [&](Result<Delivery> d) { first_outcome.set_value(std::move(d)); }));
+
+  auto second = std::async(std::launch::async, [&] { return p->send_async("t", "k2", "{}", {}, DeliveryCallback{}); });
+  clock->await_sleepers(1);  // the second send found the queue full and waits
+  EXPECT_EQ(second.wait_for(0s), std::future_status::timeout);
+  clock->advance(210ms);
+  const auto r = second.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::queue_full);
+  EXPECT_EQ(r.error().error_class(), ErrorClass::transient);
+  EXPECT_NE(r.error().message().find("send_timeout"), std::string::npos);
+
+  // The queued record is reported as failed once its message timeout passes.
+  auto f = first_outcome.get_future();
+  ASSERT_EQ(f.wait_for(20s), std::future_status::ready);
+  const auto d = f.get();
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), ErrorCode::timed_out);
+}
+
+}  // namespace
+}  // namespace prosody::kafka
