@@ -77,6 +77,14 @@ struct Options {
   std::string batch_num_messages = "10000";
   std::string batch_size = "1000000";
   std::string queue_buffering_max_messages = "100000";
+  // produce --system raw: also send `source-system: <value>` on every record,
+  // built per record as a raw librdkafka user would (prosody-cpp always sends
+  // it), so the two producers write the same bytes.
+  std::string source_system_header;
+  // consume: extra librdkafka properties (K=V), identical for raw and cpp.
+  std::vector<std::string> consumer_properties;
+  // produce --system cpp: send_async without a delivery callback.
+  bool fire_and_forget = false;
 };
 
 std::vector<std::pair<std::string, std::string>> producer_tuning(const Options& o) {
@@ -90,6 +98,10 @@ std::vector<std::pair<std::string, std::string>> prefetch_tuning(const Options& 
   std::vector<std::pair<std::string, std::string>> v;
   if (!o.queued_min_messages.empty()) v.emplace_back("queued.min.messages", o.queued_min_messages);
   if (!o.queued_max_kbytes.empty()) v.emplace_back("queued.max.messages.kbytes", o.queued_max_kbytes);
+  for (const auto& kv : o.consumer_properties) {
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos && eq > 0) v.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
   return v;
 }
 
@@ -550,11 +562,19 @@ json produce_raw(const Options& o) {
     r["error"] = error;
     return r;
   }
-  // Metadata first, so the timed loop does not include the first lookup.
+  // Metadata first, so the timed loop does not include the first lookup. The
+  // topic handle is kept for the loop (the fastest way to produce: no
+  // per-record lookup of the name), as prosody-cpp's producer does.
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), o.topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
   if (rd_kafka_metadata(rk.get(), 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md) rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
+  // Released before the handle (also on the early error returns below).
+  struct TopicRelease {
+    void operator()(rd_kafka_topic_t* p) const { rd_kafka_topic_destroy(p); }
+  };
+  std::unique_ptr<rd_kafka_topic_t, TopicRelease> topic_owner(rkt);
+  const std::string& header = o.source_system_header;
+  r["source_system_header"] = !header.empty();
 
   const auto s0 = SteadyClock::now();
   const double c0 = cpu_seconds();
@@ -566,12 +586,20 @@ json produce_raw(const Options& o) {
     for (; i < until; ++i) {
       const std::string key = key_for(i, o.keys);
       const std::string value = payload_for(i);
+      rd_kafka_headers_t* hdrs = nullptr;
+      if (!header.empty()) {
+        hdrs = rd_kafka_headers_new(1);
+        rd_kafka_header_add(hdrs, "source-system", -1, header.data(), static_cast<ssize_t>(header.size()));
+      }
       for (;;) {
-        const auto e = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(o.topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        // librdkafka takes the headers only when the call succeeds.
+        const auto e = rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                          RD_KAFKA_V_KEY(key.data(), key.size()),
-                                         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
+                                         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          if (hdrs) rd_kafka_headers_destroy(hdrs);
           r["error"] = std::string("producev: ") + rd_kafka_err2str(e);
           return r;
         }
@@ -589,9 +617,11 @@ json produce_raw(const Options& o) {
   r["records_per_s"] = static_cast<double>(o.records) / wall;
   r["cpu_us_per_record"] = (cpu_seconds() - c0) * 1e6 / static_cast<double>(o.records);
   r["queue_full_retries"] = queue_full;
+  r["linger_ms"] = o.linger_ms;
   r["delivered"] = d.ok.load();
   r["failed"] = d.failed.load();
   r["complete"] = fe == RD_KAFKA_RESP_ERR_NO_ERROR && d.ok.load() == o.records;
+  topic_owner.reset();
   rk.reset();
   finish(r, t0, cpu0);
   return r;
@@ -632,11 +662,14 @@ json produce_cpp(const Options& o) {
   while (i < o.records) {
     const std::int64_t until = pacer.allowed();
     for (; i < until; ++i) {
-      auto s = (*producer)->send_async(o.topic, key_for(i, o.keys), payload_for(i), no_headers,
-                                       [&ok, &failed](prosody::Result<prosody::Delivery> d) {
-                                         if (d) ok.fetch_add(1, std::memory_order_relaxed);
-                                         else failed.fetch_add(1, std::memory_order_relaxed);
-                                       });
+      prosody::DeliveryCallback on_delivery;
+      if (!o.fire_and_forget) {
+        on_delivery = [&ok, &failed](prosody::Result<prosody::Delivery> d) {
+          if (d) ok.fetch_add(1, std::memory_order_relaxed);
+          else failed.fetch_add(1, std::memory_order_relaxed);
+        };
+      }
+      auto s = (*producer)->send_async(o.topic, key_for(i, o.keys), payload_for(i), no_headers, std::move(on_delivery));
       if (!s && ++enqueue_errors <= 5) std::cerr << "send_async: " << s.error().message() << "\n";
     }
     pacer.sent(i);
@@ -648,6 +681,11 @@ json produce_cpp(const Options& o) {
   r["records_per_s"] = static_cast<double>(o.records) / wall;
   r["cpu_us_per_record"] = (cpu_seconds() - c0) * 1e6 / static_cast<double>(o.records);
   r["enqueue_errors"] = enqueue_errors;
+  r["fire_and_forget"] = o.fire_and_forget;
+  // Without callbacks a flush that empties the queue is the only signal:
+  // every record was either delivered or failed, and failures are not seen.
+  if (o.fire_and_forget && fs) ok.store(o.records - enqueue_errors);
+  r["linger_ms"] = o.linger_ms;
   r["delivered"] = ok.load();
   r["failed"] = failed.load();
   r["complete"] = static_cast<bool>(fs) && ok.load() == o.records;
@@ -695,6 +733,7 @@ json consume_raw(const Options& o, const Layout& layout, bool live, const WaitSp
       {"enable.partition.eof", "false"},
   };
   for (const auto& kv : prefetch_tuning(o)) props.push_back(kv);
+  r["extra_properties"] = o.consumer_properties;
   std::string error;
   Rk rk = make_handle(RD_KAFKA_CONSUMER, props, error);
   if (!rk) {
@@ -817,6 +856,7 @@ json consume_cpp(const Options& o, const Layout& layout, bool live, const WaitSp
   if (o.concurrency > 0) c.with_max_concurrency(o.concurrency);
   if (o.max_uncommitted > 0) c.with_max_uncommitted(o.max_uncommitted);
   for (const auto& [k, v] : prefetch_tuning(o)) c.with_kafka_property(k, v);
+  r["extra_properties"] = o.consumer_properties;
   r["max_concurrency"] = c.max_concurrency();
   r["max_uncommitted"] = c.max_uncommitted();
   r["max_enqueued_per_key"] = c.max_enqueued_per_key();
@@ -930,6 +970,10 @@ int main(int argc, char** argv) {
   add_common(produce);
   add_producer(produce);
   produce->add_option("--system", o.system, "raw | cpp")->check(CLI::IsMember({"raw", "cpp"}));
+  produce->add_option("--source-system-header", o.source_system_header,
+                      "raw: send this `source-system` header on every record (prosody-cpp always sends one)");
+  produce->add_flag("--fire-and-forget", o.fire_and_forget,
+                    "cpp: send_async without a delivery callback (delivery inferred from a successful flush)");
 
   auto* consume = app.add_subcommand("consume", "consume a topic with one system until done");
   add_common(consume);
@@ -949,6 +993,7 @@ int main(int argc, char** argv) {
   consume->add_option("--rss-sample-ms", o.rss_sample_ms, "VmRSS sampling period");
   consume->add_option("--queued-min-messages", o.queued_min_messages, "consumer queued.min.messages (raw and cpp)");
   consume->add_option("--queued-max-kbytes", o.queued_max_kbytes, "consumer queued.max.messages.kbytes (raw and cpp)");
+  consume->add_option("--property", o.consumer_properties, "extra consumer property K=V (raw and cpp; repeatable)");
   auto* smoke = app.add_subcommand("smoke", "tiny run of every path on the in-process mock cluster (CTest)");
   CLI11_PARSE(app, argc, argv);
 
