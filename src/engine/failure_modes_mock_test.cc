@@ -223,6 +223,40 @@ TEST(FailureModes, SlowHandlerIsCancelledWithReasonTimeout) {
   EXPECT_EQ(handler->reason, static_cast<int>(CancelReason::timeout));
 }
 
+// A cooperative handler stops when its timeout fires and returns normally:
+// that counts as success (no retry), and the key's next message proceeds.
+TEST(FailureModes, ACooperativeHandlerStoppedByTimeoutSucceedsAndTheKeysNextMessageRuns) {
+  struct Cooperative final : EventHandler {
+    std::mutex mutex;
+    std::vector<std::pair<int, int>> calls;  // (n, cancel reason), guarded by mutex
+    HandlerResult on_message(Context& ctx, const Message& m) override {
+      const int n = m.payload().value("n", -1);
+      int reason = -1;
+      if (n == 1 && ctx.wait_for_cancel(30s)) reason = static_cast<int>(ctx.cancel_reason());
+      std::lock_guard l(mutex);
+      calls.emplace_back(n, reason);
+      return ok_status();  // swallowed the cancellation
+    }
+    std::size_t size() {
+      std::lock_guard l(mutex);
+      return calls.size();
+    }
+  };
+  const auto topic = unique_name("coop"), group = unique_name("g");
+  auto consumer = Client::create(config_for(topic, group).with_timeout(200ms));
+  auto handler = std::make_shared<Cooperative>();
+  ASSERT_TRUE(consumer->subscribe(handler));
+  ASSERT_TRUE(sender()->send(topic, "k", R"({"n":1})"));
+  ASSERT_TRUE(sender()->send(topic, "k", R"({"n":2})"));
+  ASSERT_TRUE(wait_until([&] { return handler->size() == 2; }, 30s));
+  ASSERT_TRUE(consumer->unsubscribe());
+  EXPECT_EQ(handler->calls, (std::vector<std::pair<int, int>>{{1, static_cast<int>(CancelReason::timeout)}, {2, -1}}));
+  const auto stats = consumer->stats();
+  EXPECT_EQ(stats.timeouts, 1u);
+  EXPECT_EQ(stats.retries, 0u) << "returning normally after cancellation is a success";
+  EXPECT_EQ(stats.failed, 0u);
+}
+
 TEST(FailureModes, ShutdownCancelsLongHandlersNearTheEndOfTheBudget) {
   struct Stubborn final : EventHandler {
     std::atomic<int> reason{-1};
