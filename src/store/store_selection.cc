@@ -11,10 +11,13 @@
 
 #include "cql/session.h"
 #include "store/cached_defer_store.h"
+#include "store/cassandra/cassandra_dedup_store.h"
 #include "store/cassandra/cassandra_defer_store.h"
 #include "store/cassandra/cassandra_timer_store.h"
+#include "store/memory/memory_dedup_store.h"
 #include "store/memory/memory_defer_store.h"
 #include "store/memory/memory_timer_store.h"
+#include "store/sqlite/sqlite_dedup_store.h"
 #include "store/sqlite/sqlite_defer_store.h"
 #include "store/sqlite/sqlite_timer_store.h"
 
@@ -135,6 +138,34 @@ Result<DeferStores> open_defer_store(const Config& config) {
   if (!timers) return timers.error();
   return DeferStores{with_cache<DeferredMessage>(std::move(*messages), cache),
                      with_cache<DeferredTimer>(std::move(*timers), cache)};
+}
+
+Result<std::shared_ptr<DedupStore>> open_dedup_store(const Config& config) {
+  const auto ttl = std::chrono::ceil<std::chrono::seconds>(config.idempotence_ttl());
+  if (!config.cassandra_nodes().empty()) {
+    auto session = cassandra_session(config);
+    if (!session) return session.error();
+    auto store = cassandra::CassandraDedupStore::open(*session, config.cassandra_keyspace(), ttl);
+    if (!store) return store.error();
+    return std::shared_ptr<DedupStore>(std::move(*store));
+  }
+  if (config.mock()) {
+    // Process-wide like the other mock stores; one per TTL, since the TTL
+    // belongs to the store.
+    static std::mutex mu;
+    static std::map<std::chrono::seconds, std::shared_ptr<MemoryDedupStore>> stores;
+    std::lock_guard l(mu);
+    auto& store = stores[ttl];
+    if (!store) store = std::make_shared<MemoryDedupStore>(ttl);
+    return std::shared_ptr<DedupStore>(store);
+  }
+  auto dir = ensure_state_dir(config);
+  if (!dir) return dir.error();
+  SqliteDedupStore::Options options;
+  options.ttl = ttl;
+  auto sqlite = SqliteDedupStore::open((std::filesystem::path(*dir) / "dedup.sqlite").string(), std::move(options));
+  if (!sqlite) return sqlite.error();
+  return std::shared_ptr<DedupStore>(std::move(*sqlite));
 }
 
 }  // namespace prosody::store

@@ -12,7 +12,8 @@
 //                          defaults to $XDG_STATE_HOME/prosody or
 //                          ~/.local/state/prosody. Consumers on one machine
 //                          that share the directory share their timers.
-//                          Defer queues: <state_dir>/defer.sqlite.
+//                          Defer queues: <state_dir>/defer.sqlite;
+//                          dedup ids: <state_dir>/dedup.sqlite.
 //
 // Thread safety: any thread.
 #pragma once
@@ -22,6 +23,7 @@
 
 #include "prosody/config.h"
 #include "prosody/result.h"
+#include "store/dedup_store.h"
 #include "store/defer_store.h"
 #include "store/timer_store.h"
 
@@ -37,5 +39,9 @@ Result<std::shared_ptr<TimerStore>> open_timer_store(const Config& config);
 // cache); the engine calls invalidate(segment) on both when a partition
 // is assigned.
 Result<DeferStores> open_defer_store(const Config& config);
+
+// The deduplication store; ids live for `idempotence_ttl`. Mock mode shares
+// one memory store per TTL in the process.
+Result<std::shared_ptr<DedupStore>> open_dedup_store(const Config& config);
 
 }  // namespace prosody::store

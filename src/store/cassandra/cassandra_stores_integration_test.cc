@@ -10,10 +10,12 @@
 #include <gtest/gtest.h>
 
 #include "cql/it_support.h"
+#include "store/cassandra/cassandra_dedup_store.h"
 #include "store/cassandra/cassandra_defer_store.h"
 #include "store/cassandra/cassandra_support.h"
 #include "store/cassandra/cassandra_timer_store.h"
 #include "store/cassandra/migrator.h"
+#include "store/dedup_store_contract.h"
 #include "store/defer_store_contract.h"
 #include "store/store_selection.h"
 #include "store/timer_store_contract.h"
@@ -92,6 +94,18 @@ DeferStores make_defer_stores() {
   return stores;
 }
 
+// The server expires rows by its own clock: "advancing" is sleeping, and
+// the TTL is a few seconds (the store accepts >= 1 s; the config's 1-minute
+// minimum is Prosody's, for production).
+testing::DedupBackend make_dedup_store(std::chrono::seconds ttl) {
+  skip_without_cassandra();
+  if (!fixture().session) return {};
+  auto s = CassandraDedupStore::open(fixture().session, fixture().keyspace, ttl);
+  EXPECT_TRUE(s) << s.error().message();
+  if (!s) return {};
+  return {std::shared_ptr<DedupStore>(std::move(*s)), [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }};
+}
+
 // Always instantiated, so test discovery lists the tests with or without a
 // server; without one each test skips.
 testing::TimerStoreFactory timer_factory() { return {"cassandra", make_timer_store}; }
@@ -112,6 +126,10 @@ namespace prosody::store::testing {
 INSTANTIATE_TEST_SUITE_P(Cassandra, TimerStoreContract, ::testing::Values(cassandra::timer_factory()),
                          [](const auto& info) { return info.param.name; });
 INSTANTIATE_TEST_SUITE_P(Cassandra, DeferStoreContract, ::testing::Values(cassandra::defer_factory()),
+                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cassandra, DedupStoreContract,
+                         ::testing::Values(DedupStoreFactory{"cassandra", cassandra::make_dedup_store,
+                                                             std::chrono::seconds(4)}),
                          [](const auto& info) { return info.param.name; });
 }  // namespace prosody::store::testing
 
@@ -232,7 +250,11 @@ TEST(CassandraStores, MissingTablesNameProsodyMigrate) {
   auto d = CassandraMessageDeferStore::open(fixture().session, o);
   ASSERT_FALSE(d);
   EXPECT_NE(d.error().message().find("prosody migrate"), std::string::npos) << d.error().message();
+  auto dd = CassandraDedupStore::open(fixture().session, o.keyspace, std::chrono::hours(1));
+  ASSERT_FALSE(dd);
+  EXPECT_NE(dd.error().message().find("prosody migrate"), std::string::npos) << dd.error().message();
 }
+
 
 Config cassandra_config(const std::string& keyspace) {
   const auto o = *cql::it::options();
@@ -305,6 +327,37 @@ TEST(CassandraStores, ScheduleRate) {
   auto all = timers->load_slabs(seg, std::numeric_limits<SlabId>::min(), std::numeric_limits<SlabId>::max());
   ASSERT_TRUE(all);
   EXPECT_EQ(all->size(), static_cast<std::size_t>(kTimers));
+}
+
+// The row is Prosody's: table `deduplication`, the id as a uuid. (Its TTL
+// cannot be read back: TTL() refuses primary-key columns, and the table has
+// no other; the contract's expiry tests cover it.)
+TEST(CassandraStores, DedupRowsAreInProsodysTable) {
+  REQUIRE_CASSANDRA();
+  auto store = CassandraDedupStore::open(fixture().session, fixture().keyspace, std::chrono::hours(2));
+  ASSERT_TRUE(store) << store.error().message();
+  const auto id = testing::random_dedup_id();
+  ASSERT_TRUE((*store)->record(id));
+  auto row = fixture().session->query("SELECT id FROM " + fixture().keyspace + ".deduplication WHERE id = ?",
+                                      {cql::Uuid{id.bytes}});
+  ASSERT_TRUE(row) << row.error().message();
+  ASSERT_EQ(row->size(), 1u);
+  EXPECT_EQ(row->rows[0][0], cql::Value(cql::Uuid{id.bytes}));
+}
+
+TEST(CassandraStores, DedupStoreSelectionUsesIdempotenceTtl) {
+  REQUIRE_CASSANDRA();
+  auto config = cassandra_config(fixture().keyspace);
+  config.with_idempotence_ttl(std::chrono::hours(5));
+  auto store = open_dedup_store(config);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ((*store)->describe(), "cassandra:" + fixture().keyspace);
+  EXPECT_EQ((*store)->ttl(), std::chrono::hours(5));
+  const auto id = testing::random_dedup_id();
+  ASSERT_TRUE((*store)->record(id));
+  auto direct = make_dedup_store(std::chrono::seconds(60)).store->contains(id);
+  ASSERT_TRUE(direct);
+  EXPECT_TRUE(*direct);
 }
 
 }  // namespace
