@@ -70,6 +70,16 @@ struct PartitionState {
   // published to the workers; immutable after).
   std::shared_ptr<timers::PartitionTimers> timers;
 
+  // Keys of this partition with a message / timer defer queue (pipeline
+  // mode), as far as this owner knows: counted from the store at assignment
+  // when the backend can count, then kept by MessageDefer / TimerDefer
+  // (src/middleware/deferred_keys.h). kUnknownDeferredKeys: ask the store
+  // for every event. While a count is 0 no event of the partition needs a
+  // defer-store lookup, which is the common case on the hot path.
+  static constexpr std::int64_t kUnknownDeferredKeys = -1;
+  std::atomic<std::int64_t> deferred_message_keys{kUnknownDeferredKeys};
+  std::atomic<std::int64_t> deferred_timer_keys{kUnknownDeferredKeys};
+
   // Fired with drop_queued: events not yet started (including those waiting
   // for a scheduler permit) are abandoned for the next owner.
   std::stop_source drop_source;

@@ -1,6 +1,7 @@
 #include "engine/engine_impl.h"
 
 #include "kafka/client_config.h"
+#include "middleware/deferred_keys.h"
 #include "prosody/logging.h"
 
 namespace prosody::engine {
@@ -36,8 +37,14 @@ void Engine::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
     // Another consumer may have changed this partition's defer queues.
     if (settings_.defer_messages || settings_.defer_timers) {
       const store::DeferSegment segment(settings_.group_id, p->topic, p->partition);
-      if (settings_.defer_messages) settings_.defer_messages->invalidate(segment);
-      if (settings_.defer_timers) settings_.defer_timers->invalidate(segment);
+      if (settings_.defer_messages) {
+        settings_.defer_messages->invalidate(segment);
+        middleware::count_deferred_keys(*settings_.defer_messages, segment, p->deferred_message_keys);
+      }
+      if (settings_.defer_timers) {
+        settings_.defer_timers->invalidate(segment);
+        middleware::count_deferred_keys(*settings_.defer_timers, segment, p->deferred_timer_keys);
+      }
     }
     std::weak_ptr<PartitionState> weak = p;
     auto timers = p->timers;

@@ -6,6 +6,7 @@
 
 #include "engine/partition_state.h"
 #include "middleware/defer_timer.h"
+#include "middleware/deferred_keys.h"
 #include "prosody/logging.h"
 
 namespace prosody::middleware {
@@ -29,21 +30,26 @@ Status MessageDeferLayer::handle(Invocation& inv, const Next& next) const {
     if (inv.timer->type == TimerType::deferred_message) return retry_head(inv, next);
     return next(inv);
   }
+  auto& deferred_keys = inv.partition->deferred_message_keys;
   const auto seg = segment(inv);
-  auto deferred = store_->is_deferred(seg, inv.tpk.key);
-  if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
-  if (*deferred) {
-    // Behind the key's earlier deferred messages, never overtaking them.
-    if (auto s = store_->append(seg, inv.tpk.key, store::DeferredMessage{inv.record->offset}); !s) return s;
-    if (on_deferred_) on_deferred_();
-    return ok_status();
+  if (may_have_deferred_keys(deferred_keys)) {
+    auto deferred = store_->is_deferred(seg, inv.tpk.key);
+    if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
+    if (*deferred) {
+      // Behind the key's earlier deferred messages, never overtaking them.
+      if (auto s = store_->append(seg, inv.tpk.key, store::DeferredMessage{inv.record->offset}); !s) return s;
+      if (on_deferred_) on_deferred_();
+      return ok_status();
+    }
   }
   Status result = next(inv);
   if (result.ok() || !result.error().is_transient() || inv.stopping() || !options_.enabled || inv.precheck_error) {
     return result;
   }
   if (!failures_.deferral_allowed(clock_->now())) return result;  // too many failures: hold the key instead
-  // Timer first, then the queue entry (see the header).
+  // Counted first (see deferred_keys.h), then the timer, then the queue
+  // entry (see the header).
+  note_key_deferred(deferred_keys);
   if (auto s = schedule_retry(inv, std::chrono::milliseconds(0)); !s) return s;
   if (auto s = store_->append(seg, inv.tpk.key, store::DeferredMessage{inv.record->offset}); !s) return s;
   if (on_deferred_) on_deferred_();
@@ -57,6 +63,7 @@ Status MessageDeferLayer::advance(Invocation& inv, const store::DeferSegment& se
   auto next_head = store_->pop_head(seg, inv.tpk.key, head);
   if (!next_head) return next_head.error();
   if (*next_head) return schedule_retry(inv, std::chrono::milliseconds(0));
+  note_key_drained(inv.partition->deferred_message_keys);
   return ok_status();
 }
 

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "middleware/defer_timer.h"
+#include "middleware/deferred_keys.h"
 #include "prosody/logging.h"
 #include "timers/partition_timers.h"
 
@@ -31,20 +32,25 @@ Status TimerDeferLayer::handle(Invocation& inv, const Next& next) const {
 }
 
 Status TimerDeferLayer::defer_or_run(Invocation& inv, const Next& next) const {
+  auto& deferred_keys = inv.partition->deferred_timer_keys;
   const auto seg = segment(inv);
   const store::DeferredTimer entry{inv.timer->time, inv.timer->span};
-  auto deferred = store_->is_deferred(seg, inv.tpk.key);
-  if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
-  if (*deferred) {
-    // Behind the key's earlier deferred timers, never overtaking them.
-    if (auto s = store_->append(seg, inv.tpk.key, entry); !s) return s;
-    if (on_deferred_) on_deferred_();
-    return ok_status();
+  if (may_have_deferred_keys(deferred_keys)) {
+    auto deferred = store_->is_deferred(seg, inv.tpk.key);
+    if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
+    if (*deferred) {
+      // Behind the key's earlier deferred timers, never overtaking them.
+      if (auto s = store_->append(seg, inv.tpk.key, entry); !s) return s;
+      if (on_deferred_) on_deferred_();
+      return ok_status();
+    }
   }
   Status result = next(inv);
   if (result.ok() || !result.error().is_transient() || inv.stopping() || !options_.enabled) return result;
   if (!failures_.deferral_allowed(clock_->now())) return result;  // too many failures: hold the key instead
-  // Retry timer first, then the queue entry (see the header).
+  // Counted first (see deferred_keys.h), then the retry timer, then the
+  // queue entry (see the header).
+  note_key_deferred(deferred_keys);
   if (auto s = schedule_defer_timer(inv, TimerType::deferred_timer, *clock_, std::chrono::milliseconds(0)); !s) {
     return s;
   }
@@ -62,6 +68,7 @@ Status TimerDeferLayer::advance(Invocation& inv, const store::DeferSegment& seg,
   if (*next_head) {
     return schedule_defer_timer(inv, TimerType::deferred_timer, *clock_, std::chrono::milliseconds(0));
   }
+  note_key_drained(inv.partition->deferred_timer_keys);
   return ok_status();
 }
 

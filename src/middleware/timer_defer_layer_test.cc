@@ -164,6 +164,20 @@ TEST_F(TimerDeferLayerTest, APermanentFailureOfTheHeadDropsItAndMovesOn) {
   EXPECT_TRUE(queued().empty());
 }
 
+TEST_F(TimerDeferLayerTest, AKnownDeferredKeyCountFollowsTheQueueAndGatesTheStoreLookups) {
+  partition_.deferred_timer_keys = 0;  // as counted at assignment
+  handler_->script = {Error::transient("down")};
+  ASSERT_TRUE(fire(1000).ok());
+  EXPECT_EQ(partition_.deferred_timer_keys.load(), 1) << "counted when the key was first deferred";
+  ASSERT_TRUE(fire(1005).ok());
+  EXPECT_EQ(handler_->calls.size(), 1u) << "with a count above 0 the store is asked, and 1005 queues behind";
+  EXPECT_EQ(partition_.deferred_timer_keys.load(), 1) << "appending behind does not count again";
+  ASSERT_TRUE(fire(now_s(), TimerType::deferred_timer).ok());
+  ASSERT_TRUE(fire(now_s(), TimerType::deferred_timer).ok());
+  EXPECT_TRUE(queued().empty());
+  EXPECT_EQ(partition_.deferred_timer_keys.load(), 0) << "the drained queue is no longer counted";
+}
+
 TEST_F(TimerDeferLayerTest, AnOrphanRetryTimerRunsNothing) {
   EXPECT_TRUE(fire(now_s(), TimerType::deferred_timer).ok());
   EXPECT_TRUE(handler_->calls.empty());

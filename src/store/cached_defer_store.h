@@ -95,6 +95,11 @@ class CachedDeferStore final : public DeferStore<Entry> {
     return s;
   }
 
+  // Not cached: asked once per assignment, right after invalidate().
+  Result<std::optional<std::uint64_t>> deferred_key_count(const DeferSegment& segment) override {
+    return inner_->deferred_key_count(segment);
+  }
+
   Result<bool> is_deferred(const DeferSegment& segment, const Key& key) override {
     std::lock_guard stripe(stripe_for(segment, key));
     {

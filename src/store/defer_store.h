@@ -141,6 +141,15 @@ class DeferStore {
   // `scheduled()` reports them; tools list them).
   virtual Result<std::vector<Entry>> entries(const DeferSegment& segment, const Key& key) = 0;
 
+  // How many keys of the segment have a queue, when the backend can count
+  // them cheaply; nullopt when it cannot (Cassandra: the partition key is
+  // (segment, key), so counting would scan the table). The engine asks once
+  // per assignment: while a partition it owns has no deferred key, its
+  // events need no store lookup at all.
+  virtual Result<std::optional<std::uint64_t>> deferred_key_count(const DeferSegment& /*segment*/) {
+    return std::optional<std::uint64_t>();
+  }
+
   // Deletes the key's queue and retry count. Deleting a missing key succeeds.
   virtual Status remove_key(const DeferSegment& segment, const Key& key) = 0;
 

@@ -64,6 +64,12 @@ class MemoryDeferStore final : public DeferStore<Entry> {
     return find(segment, key) != nullptr;
   }
 
+  Result<std::optional<std::uint64_t>> deferred_key_count(const DeferSegment& segment) override {
+    std::lock_guard l(mutex_);
+    auto seg = segments_.find(segment.name());
+    return std::optional<std::uint64_t>(seg == segments_.end() ? 0 : seg->second.size());
+  }
+
   Result<std::vector<Entry>> entries(const DeferSegment& segment, const Key& key) override {
     std::lock_guard l(mutex_);
     std::vector<Entry> out;

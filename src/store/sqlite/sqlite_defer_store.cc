@@ -85,6 +85,7 @@ Status SqliteDeferStore<Entry>::prepare_statements() {
       {&reset_count_, "UPDATE prosody_deferred_keys SET retry_count = 0 WHERE segment = ?1 AND queue = ?2 AND key = ?3"},
       {&set_count_, "UPDATE prosody_deferred_keys SET retry_count = ?4 WHERE segment = ?1 AND queue = ?2 AND key = ?3"},
       {&is_deferred_, "SELECT 1 FROM prosody_deferred_keys WHERE segment = ?1 AND queue = ?2 AND key = ?3"},
+      {&count_keys_, "SELECT COUNT(*) FROM prosody_deferred_keys WHERE segment = ?1 AND queue = ?2"},
       {&list_, "SELECT position, span FROM prosody_deferred_entries WHERE segment = ?1 AND queue = ?2 AND key = ?3 "
                "ORDER BY position"},
       {&delete_entries_, "DELETE FROM prosody_deferred_entries WHERE segment = ?1 AND queue = ?2 AND key = ?3"},
@@ -195,6 +196,17 @@ Result<bool> SqliteDeferStore<Entry>::is_deferred(const DeferSegment& segment, c
   const bool found = *row;
   is_deferred_.reset();
   return found;
+}
+
+template <typename Entry>
+Result<std::optional<std::uint64_t>> SqliteDeferStore<Entry>::deferred_key_count(const DeferSegment& segment) {
+  std::lock_guard l(mutex_);
+  count_keys_.bind(1, segment.name()).bind(2, Codec<Entry>::kQueue);
+  auto row = count_keys_.step();
+  if (!row) return row.error();
+  const auto count = *row ? count_keys_.column_int(0) : 0;
+  count_keys_.reset();
+  return std::optional<std::uint64_t>(static_cast<std::uint64_t>(count));
 }
 
 template <typename Entry>

@@ -45,6 +45,7 @@ class SqliteDeferStore final : public DeferStore<Entry> {
   Result<std::optional<Head>> remove(const DeferSegment& segment, const Key& key, std::int64_t position) override;
   Status set_retry_count(const DeferSegment& segment, const Key& key, std::uint32_t retry_count) override;
   Result<bool> is_deferred(const DeferSegment& segment, const Key& key) override;
+  Result<std::optional<std::uint64_t>> deferred_key_count(const DeferSegment& segment) override;
   Result<std::vector<Entry>> entries(const DeferSegment& segment, const Key& key) override;
   Status remove_key(const DeferSegment& segment, const Key& key) override;
   std::string describe() const override { return "sqlite:" + db_->path(); }
@@ -62,7 +63,7 @@ class SqliteDeferStore final : public DeferStore<Entry> {
   std::unique_ptr<sqlite::SqliteDatabase> db_;  // guarded by mutex_
   // guarded by mutex_:
   sqlite::Statement begin_, commit_, rollback_, ensure_key_, put_entry_, head_, delete_entry_, reset_count_,
-      set_count_, is_deferred_, list_, delete_entries_, delete_key_;
+      set_count_, is_deferred_, count_keys_, list_, delete_entries_, delete_key_;
 };
 
 extern template class SqliteDeferStore<DeferredMessage>;
