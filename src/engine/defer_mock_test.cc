@@ -46,9 +46,7 @@ TEST(DeferMock, AFailingKeyIsParkedWhileAThousandOtherKeysComplete) {
                                      .with_max_retry_delay(50ms));
   ASSERT_TRUE(consumer->subscribe(handler));
   ASSERT_TRUE(wait_until([&] { return consumer->assigned_partition_count() > 0; }, 30s));
-  Config pc;
-  pc.with_mock(true).with_source_system("defer-producer");
-  auto producer_client = Client::create(pc);
+  auto producer_client = testing::mock_producer_client("defer-producer");
   auto producer = producer_client->producer();
   ASSERT_TRUE(producer);
   // 1,001 keys x 3 messages; k0 fails until healed.
@@ -136,9 +134,7 @@ TEST(DeferMock, AFailingKeysTimerIsParkedWhileOtherKeysTimersFireAndRunsLaterWit
                                      .with_retry_base(5ms)
                                      .with_max_retry_delay(50ms));
   ASSERT_TRUE(consumer->subscribe(handler));
-  Config pc;
-  pc.with_mock(true).with_source_system("tdefer-producer");
-  auto producer = Client::create(pc);
+  auto producer = testing::mock_producer_client("tdefer-producer");
   constexpr int kKeys = 10;
   for (int k = 0; k < kKeys; ++k) {
     ASSERT_TRUE(producer->send(topic, "k" + std::to_string(k), R"({"schedule":true})"));

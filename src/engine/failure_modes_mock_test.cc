@@ -18,11 +18,7 @@ Config config_for(const std::string& topic, const std::string& group) {
   return testing::mock_consumer_config(topic, group).with_shutdown_timeout(5s);
 }
 
-std::shared_ptr<Client> sender() {
-  Config c;
-  c.with_mock(true).with_source_system("failure-test-producer");
-  return Client::create(c);
-}
+std::shared_ptr<Client> sender() { return testing::mock_producer_client("failure-test-producer"); }
 
 // Fails each record `failures` times with `error`, then succeeds.
 class FlakyHandler final : public EventHandler {

@@ -20,11 +20,7 @@ using namespace std::chrono_literals;
 using testing::unique_name;
 using testing::wait_until;
 
-std::shared_ptr<Client> sender() {
-  Config c;
-  c.with_mock(true).with_source_system("qos-test-producer");
-  return Client::create(c);
-}
+std::shared_ptr<Client> sender() { return testing::mock_producer_client("qos-test-producer"); }
 
 // Every call works for `work`; keys starting with "bad" always fail
 // transiently. Handler time is summed per demand class: a call with

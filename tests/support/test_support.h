@@ -60,6 +60,15 @@ inline Config mock_consumer_config(const std::string& topic, const std::string& 
       .with_shutdown_timeout(10s);
 }
 
+// A producing client on the in-process mock cluster. Its records carry
+// `source_system`, so consumers under test (whose group differs) do not
+// skip them as their own output.
+inline std::shared_ptr<Client> mock_producer_client(const std::string& source_system) {
+  Config c;
+  c.with_mock(true).with_source_system(source_system);
+  return Client::create(c);
+}
+
 // Payload: {"seq": <per-key sequence>, "key": "..."}.
 struct Seen {
   std::string key;
