@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -243,7 +244,17 @@ class Recorder {
       duplicates_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    latency_.record(now - ts_ms * 1000);
+    const std::int64_t lat_us = now - ts_ms * 1000;
+    latency_.record(lat_us);
+    // Worst latency per second of the run (by the wall clock of the first
+    // record): shows whether a tail is a startup stall or spread out.
+    const auto second = static_cast<std::size_t>((now - first_wall_us_.load(std::memory_order_relaxed)) / 1'000'000);
+    if (second < max_per_second_.size()) {
+      auto& slot = max_per_second_[second];
+      std::int64_t cur = slot.load(std::memory_order_relaxed);
+      while (lat_us > cur && !slot.compare_exchange_weak(cur, lat_us, std::memory_order_relaxed)) {
+      }
+    }
     return true;
   }
 
@@ -314,6 +325,15 @@ class Recorder {
     lat["samples"] = latency_.count();
     lat["negative_clamped"] = latency_.negative();
     r["latency_ms"] = lat;
+    if (first_set_) {
+      json per_second = json::array();
+      const auto secs = std::min<std::size_t>(max_per_second_.size(),
+                                              static_cast<std::size_t>(seconds(last_at_ - first_at_)) + 1);
+      for (std::size_t i = 0; i < secs; ++i) {
+        per_second.push_back(std::round(static_cast<double>(max_per_second_[i].load()) / 100.0) / 10.0);
+      }
+      r["latency_max_ms_per_second"] = per_second;
+    }
   }
 
  private:
@@ -321,6 +341,7 @@ class Recorder {
     std::lock_guard l(mutex_);
     if (first_set_) return;
     first_at_ = SteadyClock::now();
+    first_wall_us_.store(wall_us(), std::memory_order_relaxed);
     first_cpu_ = cpu_seconds();
     first_set_ = true;
     started_.store(true, std::memory_order_release);
@@ -336,6 +357,8 @@ class Recorder {
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<std::int64_t> max_in_flight_{0};
   std::atomic<bool> started_{false};
+  std::atomic<std::int64_t> first_wall_us_{0};
+  std::array<std::atomic<std::int64_t>, 3600> max_per_second_{};
   std::mutex mutex_;
   std::condition_variable cv_;
   bool first_set_ = false;

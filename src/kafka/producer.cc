@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -15,15 +16,12 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Per-record delivery state, handed to librdkafka as the message opaque and
-// back to us on the delivery thread. librdkafka's internal hand-off is
-// invisible to ThreadSanitizer, so the release/acquire pair on `published`
-// states the happens-before edge explicitly (it costs nothing measurable).
-struct DeliveryState {
-  explicit DeliveryState(DeliveryCallback cb) : callback(std::move(cb)) { published.store(true, std::memory_order_release); }
-  std::atomic<bool> published{false};
-  DeliveryCallback callback;
-};
+// Retired DR events the delivery thread lets wait for a sender before it
+// frees them itself (bounds the memory and the queue slots they hold).
+constexpr std::size_t kMaxRetiredRecords = 16384;
+// A sender frees retired events every this many sends.
+constexpr unsigned kFreeEverySends = 32;
+
 
 // Shared between a blocking sender and the delivery thread; the sender may
 // stop waiting (stop token) and leave, so the state is reference counted.
@@ -70,6 +68,17 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_v
 
 }  // namespace
 
+// Per-record delivery state, handed to librdkafka as the message opaque and
+// back to us on the delivery thread. librdkafka's internal hand-off is
+// invisible to ThreadSanitizer, so the release/acquire pair on `published`
+// states the happens-before edge explicitly (it costs nothing measurable).
+struct KafkaProducer::DeliveryState {
+  explicit DeliveryState(DeliveryCallback cb) : callback(std::move(cb)) { published.store(true, std::memory_order_release); }
+  std::atomic<bool> published{false};
+  DeliveryCallback callback;  // emptied on the delivery thread once called
+  DeliveryState* next = nullptr;  // the spent list of its event
+};
+
 KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock)
     : source_system_(std::move(source_system)),
       send_timeout_(send_timeout),
@@ -80,17 +89,18 @@ KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeou
 }
 
 KafkaProducer::~KafkaProducer() {
-  if (handle_) {
-    if (rd_kafka_flush(handle_.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (handle_ && main_queue_) {
+    if (!flush(milliseconds(10000))) {
       prosody::logger()->warn("producer closed with {} record(s) undelivered", rd_kafka_outq_len(handle_.get()));
     }
   }
-  {
-    std::unique_lock l(topics_mutex_);
-    topics_.clear();
-  }
   stop_.request_stop();
-  if (poller_.joinable()) poller_.join();
+  if (main_queue_) rd_kafka_queue_yield(main_queue_.get());  // out of its 50 ms wait now
+  if (poller_.joinable()) poller_.join();  // frees what is still retired
+  free_retired(true);
+  main_queue_.reset();
+  std::unique_lock l(topics_mutex_);
+  topics_.clear();
 }
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const ProducerSettings& settings,
@@ -98,30 +108,110 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const ProducerSetti
                                                              std::shared_ptr<Clock> clock) {
   auto conf = producer_conf(settings);
   if (!conf) return std::move(conf).error();
-  rd_kafka_conf_set_dr_msg_cb(conf->get(), &KafkaProducer::on_delivery);
+  // Delivery reports as events: whoever destroys an event frees its records
+  // (see the header on why that is a sender, not the delivery thread).
+  rd_kafka_conf_set_events(conf->get(), RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
   char err[512];
   auto p = std::unique_ptr<KafkaProducer>(new KafkaProducer(std::move(source_system), send_timeout, std::move(clock)));
   p->handle_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), err, sizeof err));
   if (!p->handle_) return Error::permanent(std::string("cannot create Kafka producer: ") + err, ErrorCode::invalid_config);
+  p->main_queue_.reset(rd_kafka_queue_get_main(p->handle_.get()));
   // Delivery reports are served on our own thread, never on a caller's.
-  p->poller_ = std::jthread([raw = p->handle_.get(), token = p->stop_.get_token()] {
-    while (!token.stop_requested()) rd_kafka_poll(raw, 50);
-    rd_kafka_poll(raw, 0);
-  });
+  p->poller_ = std::jthread([self = p.get(), token = p->stop_.get_token()] { self->delivery_loop(token); });
   return p;
 }
 
-void KafkaProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-  // No state: a fire-and-forget send_async, nobody wants the report.
-  std::unique_ptr<DeliveryState> state(static_cast<DeliveryState*>(m->_private));
-  if (!state || !state->published.load(std::memory_order_acquire)) return;
-  auto& cb = state->callback;
-  const char* topic = rd_kafka_topic_name(m->rkt);
-  if (m->err) {
-    cb(kafka_error(m->err, topic, "delivery"));
-  } else {
-    cb(Delivery{topic, Partition{m->partition}, Offset{m->offset}});
+void KafkaProducer::delivery_loop(std::stop_token token) {
+  while (!token.stop_requested()) {
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(main_queue_.get(), 50);
+    if (ev) {
+      handle_event(ev);
+    } else {
+      free_retired(true);  // idle: no sender is coming to free them
+    }
   }
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(main_queue_.get(), 0)) handle_event(ev);
+  free_retired(true);
+}
+
+void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
+  switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_DR:
+    {
+      Spent spent{ev, nullptr};
+      while (const rd_kafka_message_t* m = rd_kafka_event_message_next(ev)) {
+        if (DeliveryState* state = deliver(*m)) {
+          state->next = spent.states;
+          spent.states = state;
+        }
+      }
+      retire(spent);
+      return;
+    }
+    case RD_KAFKA_EVENT_ERROR:
+      // What librdkafka logs itself when it serves an error without an
+      // error callback (the delivery-callback mode this replaced).
+      prosody::logger()->error("librdkafka ERROR: {}", rd_kafka_event_error_string(ev));
+      break;
+    default:
+      break;
+  }
+  rd_kafka_event_destroy(ev);
+}
+
+KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m) {
+  // No state: a fire-and-forget send_async, nobody wants the report.
+  auto* state = static_cast<DeliveryState*>(m._private);
+  if (!state || !state->published.load(std::memory_order_acquire)) return nullptr;
+  auto& cb = state->callback;
+  const char* topic = rd_kafka_topic_name(m.rkt);
+  if (m.err) {
+    cb(kafka_error(m.err, topic, "delivery"));
+  } else {
+    cb(Delivery{topic, Partition{m.partition}, Offset{m.offset}});
+  }
+  // The callback's captures end here, on the delivery thread, as before; only
+  // the state's own memory goes back to a sender.
+  cb = nullptr;
+  return state;
+}
+
+void KafkaProducer::release(const Spent& spent) {
+  rd_kafka_event_destroy(spent.event);
+  for (DeliveryState* s = spent.states; s != nullptr;) delete std::exchange(s, s->next);
+}
+
+void KafkaProducer::retire(Spent spent) {
+  std::vector<Spent> now;
+  {
+    std::lock_guard l(retired_mutex_);
+    retired_.push_back(spent);
+    retired_records_ += rd_kafka_event_message_count(spent.event);
+    if (flushing_.load() > 0 || retired_records_ > kMaxRetiredRecords) {
+      now.swap(retired_);
+      retired_records_ = 0;
+    }
+    has_retired_.store(!retired_.empty(), std::memory_order_relaxed);
+  }
+  for (const auto& e : now) release(e);
+}
+
+bool KafkaProducer::free_retired(bool wait) {
+  if (!wait && !has_retired_.load(std::memory_order_relaxed)) return false;
+  std::vector<Spent> batch;
+  {
+    std::unique_lock l(retired_mutex_, std::defer_lock);
+    if (wait) {
+      l.lock();
+    } else if (!l.try_lock()) {
+      return false;
+    }
+    batch.swap(retired_);
+    retired_records_ = 0;
+    has_retired_.store(false, std::memory_order_relaxed);
+  }
+  for (const auto& e : batch) release(e);
+  return !batch.empty();
 }
 
 rd_kafka_topic_t* KafkaProducer::topic_handle(std::string_view topic, rd_kafka_resp_err_t& err) {
@@ -176,9 +266,13 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {  // librdkafka owns both now
       (void)hdrs.release();
       (void)state.release();
+      thread_local unsigned sends = 0;
+      if (++sends % kFreeEverySends == 0) free_retired(false);
       return {};
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return kafka_error(err, topic, "cannot send");
+    // Delivered records still count against the queue until freed.
+    if (free_retired(true)) continue;
     const auto now = clock_->now();
     if (!deadline) deadline = now + send_timeout_;
     if (now >= *deadline) {
@@ -217,7 +311,12 @@ Status KafkaProducer::send_async(std::string_view topic, std::string_view key, s
 }
 
 Status KafkaProducer::flush(milliseconds timeout) {
+  // librdkafka's flush waits until every record is freed; while it waits the
+  // delivery thread frees delivered ones at once instead of retiring them.
+  flushing_.fetch_add(1);
+  free_retired(true);
   const auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
+  flushing_.fetch_sub(1);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Error::transient(std::to_string(rd_kafka_outq_len(handle_.get())) + " record(s) still undelivered after " +
                                 std::to_string(timeout.count()) + " ms",
