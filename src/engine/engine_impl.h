@@ -122,6 +122,11 @@ class Engine final : public ConsumerEngine {
   // Workers.
   void worker_loop(std::size_t index);
   bool unpark(PartitionState& p, const std::shared_ptr<PartitionState>& self, std::vector<ReadyItem>& ready);
+  bool take_event(PartitionState& p, const std::shared_ptr<PartitionState>& self, KeyQueue& kq, QueuedEvent& event,
+                  std::vector<ReadyItem>& newly_ready);
+  // Events of one key a worker runs back to back before it lets other keys
+  // go first.
+  static constexpr int kKeyBudget = 32;
   Outcome process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot);
   Outcome process_timer(const timers::DueTimer& timer, PartitionState& p, detail::InvocationSlot& slot);
   middleware::Invocation invocation(PartitionState& p, detail::InvocationSlot& slot, const Key& key);
@@ -162,7 +167,6 @@ class Engine final : public ConsumerEngine {
   std::atomic<bool> shut_down_{false};
   std::atomic<steady::rep> shutdown_started_{0};
   std::atomic<steady::rep> last_poll_beat_{0};
-  std::atomic<int> in_flight_total_{0};
 
   std::mutex wake_mutex_;
   std::condition_variable wake_cv_;

@@ -142,16 +142,26 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
 }
 
 void Engine::apply_backpressure(PartitionState& p) {
-  bool full, can_resume, halted;
+  bool halted;
   {
     std::lock_guard l(p.mutex);
     if (p.revoked) return;
     const auto unc = static_cast<int>(p.tracker.uncommitted());
     halted = p.halted;
-    full = !p.parked.empty() || halted || unc >= settings_.max_uncommitted;
+    const bool full = !p.parked.empty() || halted || unc >= settings_.max_uncommitted;
     // Hysteresis: resume once half the window is free, so a partition does
     // not flap between paused and resumed on every completion.
-    can_resume = p.parked.empty() && !halted && unc <= settings_.max_uncommitted / 2;
+    const bool can_resume = p.parked.empty() && !halted && unc <= settings_.max_uncommitted / 2;
+    // Set under the mutex: a worker completing a record reads `paused` and
+    // the window under the same lock to decide whether to wake this thread,
+    // so it cannot miss the moment the partition becomes resumable.
+    if (full && !p.paused) {
+      p.paused = true;
+      stats_.pauses++;
+    } else if (!full && p.paused && can_resume) {
+      p.paused = false;
+      stats_.resumes++;
+    }
   }
   // The engine pauses by not reading the partition's queue: what librdkafka
   // already fetched stays queued (bounded by queued.max.messages.kbytes and
@@ -160,13 +170,6 @@ void Engine::apply_backpressure(PartitionState& p) {
   // pause/resume would discard the prefetched records and re-fetch them,
   // costing a broker round trip per cycle; it is used only for a halted
   // partition, which will not be read again.
-  if (full && !p.paused) {
-    p.paused = true;
-    stats_.pauses++;
-  } else if (!full && p.paused && can_resume) {
-    p.paused = false;
-    stats_.resumes++;
-  }
   if (halted && !p.fetch_paused) {
     auto list = kafka::make_partition_list();
     rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition.value());
