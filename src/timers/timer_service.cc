@@ -85,7 +85,7 @@ std::int64_t TimerService::tick(std::int64_t now_ms) {
       const auto horizon = std::max(now, e->timers->owned_until().value_or(now));
       if (auto s = e->timers->load_through(horizon); !s) {
         e->load_failures++;
-        const auto retry_in = std::min<std::int64_t>(30, 1LL << std::min(e->load_failures, 5));
+        const auto retry_in = std::min<std::int64_t>(kMaxLoadRetryDelay.count(), 1LL << std::min(e->load_failures, 5));
         e->next_load_at = now + retry_in;
         log_->warn("timers {}: loading from the store failed (attempt {}), retrying in {} s: {}",
                    e->timers->segment().name(), e->load_failures, retry_in, s.error().message());

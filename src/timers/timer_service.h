@@ -37,6 +37,12 @@ class TimerService {
   // in the store for the partition's next owner.
   using Deliver = std::function<bool(const std::shared_ptr<PartitionTimers>&, DueTimer)>;
 
+  // A failed slab load is retried after 2 s, 4 s, then every 5 s. Capped
+  // low because timers of a slab that is not loaded cannot fire: after a
+  // store outage (a Cassandra restart) they are late by up to this much
+  // once the store answers again, and a retry costs one read per partition.
+  static constexpr std::chrono::seconds kMaxLoadRetryDelay{5};
+
   TimerService(std::shared_ptr<Clock> clock, std::chrono::seconds slab_size, std::chrono::milliseconds heartbeat);
   ~TimerService();
   TimerService(const TimerService&) = delete;
