@@ -47,6 +47,8 @@ def plot_bars(plt, data, out):
             note = f"{v:,.0f}"
             if s.get("vs_raw") is not None:
                 note += f"\n{s['vs_raw']:.2f}x raw"
+            if s.get("vs_raw_same_headers") is not None:
+                note += f"\n{s['vs_raw_same_headers']:.2f}x raw+hdr"
             if s.get("vs_ideal") is not None:
                 note += f"\n{s['vs_ideal'] * 100:.0f}% ideal"
             if s.get("vs_rust") is not None:
@@ -75,7 +77,15 @@ def plot_latency(plt, data, out):
         for case, c in res["cases"].items():
             for system, s in c["summary"].items():
                 rows.append((f"{broker}\n{system}", system, s))
-    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(rows)), 5.5))
+    brokers = list(data["brokers"].items())
+    # Runs that recorded their worst latency per second get a second row:
+    # one panel per broker, one line per run (a tail from a startup stall
+    # looks different from one spread over the run).
+    series = any(r.get("latency_max_ms_per_second") for _, res in brokers for c in res["cases"].values()
+                 for r in c.get("runs", []))
+    fig = plt.figure(figsize=(max(8, 1.4 * len(rows)), 9.5 if series else 5.5))
+    grid = fig.add_gridspec(2 if series else 1, len(brokers), height_ratios=[1.2, 1] if series else [1])
+    ax = fig.add_subplot(grid[0, :])
     pcts = [("p50_ms", 0.25), ("p99_ms", 0.6), ("p999_ms", 1.0)]
     w = 0.27
     for i, (label, system, s) in enumerate(rows):
@@ -93,6 +103,28 @@ def plot_latency(plt, data, out):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     title(ax, data)
+    if series:
+        for bi, (broker, res) in enumerate(brokers):
+            sub = fig.add_subplot(grid[1, bi])
+            seen = set()
+            for c in res["cases"].values():
+                for r in c.get("runs", []):
+                    ys = r.get("latency_max_ms_per_second")
+                    if not ys:
+                        continue
+                    system = r.get("system_label", r.get("system", "?"))
+                    sub.plot(range(len(ys)), [max(y, 0.1) for y in ys], color=color(system), linewidth=0.8,
+                             alpha=1.0 if "low_latency" not in system else 0.5,
+                             linestyle="--" if "low_latency" in system else "-",
+                             label=system if system not in seen else None)
+                    seen.add(system)
+            sub.axhline(10, color="k", linestyle="dashed", linewidth=1)
+            sub.set_yscale("log")
+            sub.set_xlabel("second of the run")
+            sub.set_ylabel("worst latency in that second, ms")
+            sub.set_title(f"{broker}: every run", fontsize=9)
+            sub.grid(alpha=0.3)
+            sub.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
