@@ -43,6 +43,10 @@ class Message {
   // The payload exactly as it was on the wire.
   std::string_view raw_payload() const;
   // The decoded JSON payload; null for an empty payload or the raw codec.
+  // Decoded on the first call and kept for later calls: a handler that never
+  // calls it pays no decode. The engine has already checked, before calling
+  // the handler, that the payload is valid JSON (an invalid one never
+  // reaches the handler: see docs/failure-handling.md), so this cannot fail.
   const nlohmann::json& payload() const;
   const Headers& headers() const;
   // The last header with this name, if any.

@@ -19,6 +19,18 @@ RecordPtr make_record(kafka::MessageHandle message, const Topic* topic) {
   return r;
 }
 
+const nlohmann::json& Record::decoded_payload() const {
+  if (payload_pending) {
+    payload_pending = false;
+    const auto text = raw_payload();
+    payload = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    // Validated before the handler ran, so this holds; never hand out a
+    // `discarded` value if it somehow does not.
+    if (payload.is_discarded()) payload = nullptr;
+  }
+  return payload;
+}
+
 const Headers& Record::all_headers() const {
   if (headers) return *headers;
   headers.emplace();
@@ -64,7 +76,7 @@ Offset Message::offset() const { return record_->offset; }
 const Key& Message::key() const { return record_->key; }
 std::chrono::system_clock::time_point Message::timestamp() const { return record_->timestamp; }
 std::string_view Message::raw_payload() const { return record_->raw_payload(); }
-const nlohmann::json& Message::payload() const { return record_->payload; }
+const nlohmann::json& Message::payload() const { return record_->decoded_payload(); }
 const Headers& Message::headers() const { return record_->all_headers(); }
 std::optional<std::string_view> Message::header(std::string_view name) const { return record_->find_header(name); }
 

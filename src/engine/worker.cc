@@ -1,5 +1,6 @@
 #include "engine/engine_impl.h"
 
+#include "engine/json_check.h"
 #include "kafka/client_config.h"
 #include "middleware/stack_builder.h"
 #include "prosody/logging.h"
@@ -268,20 +269,24 @@ Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::Invocati
     if (!dead_lettering) return Outcome::complete;
     inv.precheck_error = e;  // the failure topic takes it
   } else if (settings_.codec == PayloadCodec::json && !rec.raw_payload().empty()) {
+    // Validate now, decode when the handler asks (Record::decoded_payload):
+    // the contract that an undecodable payload never reaches the handler
+    // holds without building a DOM the handler may never read.
     const auto raw = rec.raw_payload();
-    rec.payload = nlohmann::json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
-    if (rec.payload.is_discarded()) {
+    if (is_valid_json(raw)) {
+      rec.payload_pending = true;
+    } else {
       stats_.decode_failures++;
       auto e = Error::permanent("payload is not valid JSON (" + std::to_string(raw.size()) + " bytes)",
                                 ErrorCode::decode_failed);
       log_->error("{}: undecodable record: {}; {}", inv.describe(), e.message(),
                   dead_lettering ? "sending it to the failure topic" : "committed and skipped");
-      rec.payload = nullptr;
       if (!dead_lettering) return Outcome::complete;
       inv.precheck_error = e;
     }
   }
-  if (!inv.precheck_error && !type_allowed(settings_.allowed_events, rec.payload)) {
+  if (!inv.precheck_error && !settings_.allowed_events.empty() &&
+      !type_allowed(settings_.allowed_events, rec.decoded_payload())) {
     stats_.filtered_event_type++;
     return Outcome::complete;
   }
