@@ -120,12 +120,6 @@ bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& se
   }
   stats_.received++;
   stats_.note_uncommitted(p.tracker.uncommitted());
-  // Loop prevention: our own output comes back committed and skipped.
-  if (auto src = rec->find_header("source-system"); src && *src == settings_.group_id) {
-    stats_.filtered_loop++;
-    if (p.tracker.complete(rec->offset)) p.commit_dirty = true;
-    return true;
-  }
   KeyQueue& kq = key_queue(p, rec->key);
   ++p.queued;
   if (!p.parked.empty() || static_cast<int>(kq.pending.size()) >= settings_.max_enqueued_per_key) {

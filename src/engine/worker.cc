@@ -259,6 +259,14 @@ Outcome Engine::settle(const middleware::Invocation& inv, const Status& result) 
 }
 
 Outcome Engine::process(detail::Record& rec, PartitionState& p, detail::InvocationSlot& slot) {
+  // Loop prevention: our own output comes back committed and skipped. Checked
+  // here rather than on the poll thread: finding the header parses the
+  // record's header block, which is a third of the poll thread's work if
+  // done there, and the poll thread is the one serial stage.
+  if (auto src = rec.find_header("source-system"); src && *src == settings_.group_id) {
+    stats_.filtered_loop++;
+    return Outcome::complete;
+  }
   auto inv = invocation(p, slot, rec.key);
   inv.record = &rec;
   const bool dead_lettering = settings_.mode == Mode::low_latency;
