@@ -4,6 +4,7 @@
 // rules are in README.md of this folder and on each member below.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -37,11 +38,20 @@ enum class Outcome {
   halt,      // terminal error: the partition stops here
 };
 
-// Erases through an iterator: erasing by a reference to the node's own key
-// would read the key after the node is freed.
-inline void erase_key(PartitionState& p, KeyQueue* kq) {
+// Spare key queues kept per partition: enough for every uncommitted record
+// to have a key of its own, within a bound.
+inline std::size_t spare_key_limit(int max_uncommitted) {
+  return static_cast<std::size_t>(std::clamp(max_uncommitted, 16, 1024));
+}
+
+// Removes a drained, unscheduled key (nothing refers to its KeyQueue any
+// more) and keeps its node for reuse. Extracts through an iterator: erasing
+// by a reference to the node's own key would read the key after it is freed.
+inline void erase_key(PartitionState& p, KeyQueue* kq, std::size_t spare_limit) {
   auto it = p.keys.find(kq->key);
-  if (it != p.keys.end() && it->second.get() == kq) p.keys.erase(it);
+  if (it == p.keys.end() || it->second.get() != kq) return;
+  auto node = p.keys.extract(it);
+  if (p.spare_keys.size() < spare_limit) p.spare_keys.push_back(std::move(node));
 }
 
 // Drops every record not yet started (left uncommitted, so whoever owns the
@@ -54,15 +64,21 @@ inline void drop_queued_locked(PartitionState& p) {
   p.queued = 0;
 }
 
-// The key's queue, created on first use. Caller holds p.mutex.
+// The key's queue, created on first use (from a spare node when there is
+// one: assigning the key reuses its string's buffer). Caller holds p.mutex.
 inline KeyQueue& key_queue(PartitionState& p, const Key& key) {
   auto it = p.keys.find(key);
-  if (it == p.keys.end()) {
-    auto kq = std::make_unique<KeyQueue>();
-    kq->key = key;
-    it = p.keys.emplace(kq->key, std::move(kq)).first;
+  if (it != p.keys.end()) return *it->second;
+  if (!p.spare_keys.empty()) {
+    auto node = std::move(p.spare_keys.back());
+    p.spare_keys.pop_back();
+    node.key() = key;
+    node.mapped()->key = key;
+    return *p.keys.insert(std::move(node)).position->second;
   }
-  return *it->second;
+  auto kq = std::make_unique<KeyQueue>();
+  kq->key = key;
+  return *p.keys.emplace(key, std::move(kq)).first->second;
 }
 
 inline bool type_allowed(const std::vector<std::string>& prefixes, const nlohmann::json& payload) {

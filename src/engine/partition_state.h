@@ -23,7 +23,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
+#include "engine/event_ring.h"
 #include "engine/offset_tracker.h"
 #include "engine/record.h"
 #include "kafka/handles.h"
@@ -39,8 +41,8 @@ struct QueuedEvent {
 
 struct KeyQueue {
   Key key;
-  std::deque<QueuedEvent> pending;  // waiting, not running
-  bool scheduled = false;                 // in the ready queue or running
+  EventRing<QueuedEvent> pending;  // waiting, not running
+  bool scheduled = false;          // in the ready queue or running
 };
 
 struct StringHash {
@@ -57,7 +59,12 @@ struct PartitionState {
   std::mutex mutex;
   std::condition_variable idle;  // signalled when in_flight drops to 0 after revoke
   OffsetTracker tracker;                                                            // guarded
-  std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>> keys;  // guarded
+  using KeyMap = std::unordered_map<Key, std::unique_ptr<KeyQueue>, StringHash, std::equal_to<>>;
+  KeyMap keys;  // guarded
+  // Drained keys' map nodes (each with its KeyQueue and the queue's array),
+  // reused for the next new key: with many keys nearly every record has a
+  // key of its own, and this keeps that from allocating per record.
+  std::vector<KeyMap::node_type> spare_keys;  // guarded
   std::deque<detail::RecordPtr> parked;  // guarded: waiting for room in their key queue
   int in_flight = 0;          // guarded
   int queued = 0;             // guarded: events in key queues + parked records

@@ -72,7 +72,7 @@ void Engine::worker_loop(std::size_t index) {
       std::lock_guard l(p.mutex);
       if (p.drop_queued || p.halted || kq->pending.empty()) {
         kq->scheduled = false;
-        if (kq->pending.empty()) erase_key(p, kq);
+        if (kq->pending.empty()) erase_key(p, kq, spare_key_limit(settings_.max_uncommitted));
         if (p.revoked && p.in_flight == 0) p.idle.notify_all();
         continue;
       }
@@ -117,7 +117,7 @@ void Engine::worker_loop(std::size_t index) {
           }
         } else {
           kq->scheduled = false;
-          if (kq->pending.empty()) erase_key(p, kq);  // kq is gone after this
+          if (kq->pending.empty()) erase_key(p, kq, spare_key_limit(settings_.max_uncommitted));  // kq is recycled after this
         }
         if (p.revoked) p.idle.notify_all();
       }
