@@ -31,8 +31,10 @@ Status MessageDeferLayer::handle(Invocation& inv, const Next& next) const {
     return next(inv);
   }
   auto& deferred_keys = inv.partition->deferred_message_keys;
-  const auto seg = segment(inv);
+  // The segment (a string built per call) only when the store is asked:
+  // not on the hot path of a partition without deferred keys.
   if (may_have_deferred_keys(deferred_keys)) {
+    const auto seg = segment(inv);
     auto deferred = store_->is_deferred(seg, inv.tpk.key);
     if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
     if (*deferred) {
@@ -51,7 +53,7 @@ Status MessageDeferLayer::handle(Invocation& inv, const Next& next) const {
   // entry (see the header).
   note_key_deferred(deferred_keys);
   if (auto s = schedule_retry(inv, std::chrono::milliseconds(0)); !s) return s;
-  if (auto s = store_->append(seg, inv.tpk.key, store::DeferredMessage{inv.record->offset}); !s) return s;
+  if (auto s = store_->append(segment(inv), inv.tpk.key, store::DeferredMessage{inv.record->offset}); !s) return s;
   if (on_deferred_) on_deferred_();
   log_->warn("{}: deferred after a transient error (the key's later messages queue behind it): {}", inv.describe(),
              result.error().message());

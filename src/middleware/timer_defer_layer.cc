@@ -33,9 +33,10 @@ Status TimerDeferLayer::handle(Invocation& inv, const Next& next) const {
 
 Status TimerDeferLayer::defer_or_run(Invocation& inv, const Next& next) const {
   auto& deferred_keys = inv.partition->deferred_timer_keys;
-  const auto seg = segment(inv);
   const store::DeferredTimer entry{inv.timer->time, inv.timer->span};
+  // The segment (a string built per call) only when the store is asked.
   if (may_have_deferred_keys(deferred_keys)) {
+    const auto seg = segment(inv);
     auto deferred = store_->is_deferred(seg, inv.tpk.key);
     if (!deferred) return deferred.error();  // transient store error: the outer Retry tries again
     if (*deferred) {
@@ -54,7 +55,7 @@ Status TimerDeferLayer::defer_or_run(Invocation& inv, const Next& next) const {
   if (auto s = schedule_defer_timer(inv, TimerType::deferred_timer, *clock_, std::chrono::milliseconds(0)); !s) {
     return s;
   }
-  if (auto s = store_->append(seg, inv.tpk.key, entry); !s) return s;
+  if (auto s = store_->append(segment(inv), inv.tpk.key, entry); !s) return s;
   if (on_deferred_) on_deferred_();
   log_->warn("{}: timer deferred after a transient error (the key's later timers queue behind it): {}",
              inv.describe(), result.error().message());
