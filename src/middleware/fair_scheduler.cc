@@ -36,8 +36,10 @@ struct FairScheduler::Waiter {
 
   ScheduleRequest request;
   std::uint64_t seq = 0;
-  double vt_snapshot = 0;  // the key's VT at enqueue, as of vt_at
-  time_point vt_at{};
+  // The key's VT at enqueue times 2^((its timestamp - decay_base_) / half-life):
+  // multiplied by 2^(-(now - decay_base_) / half-life) it is the VT decayed
+  // to now, the same factor for every waiter.
+  double vt_scaled = 0;
   State state = State::waiting;
   time_point granted_at{};
   std::function<void()> on_granted;
@@ -77,9 +79,11 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(Schedul
                                                                          time_point now) {
   auto w = std::make_shared<Waiter>();
   if (!request.enqueued_at) request.enqueued_at = now;
-  if (const Decayed* vt = vt_.peek(request.key)) {
-    w->vt_snapshot = vt->value;
-    w->vt_at = vt->at;
+  // With nobody waiting the base can move freely; keeping it recent keeps
+  // the scale factors near 1.
+  if (waiting_normal_.empty() && waiting_failure_.empty()) decay_base_ = now;
+  if (const Decayed* vt = vt_.peek(digest(request.key)); vt != nullptr && vt->value != 0) {
+    w->vt_scaled = vt->value * std::exp2(seconds_between(decay_base_, vt->at) / static_cast<double>(kHalfLife.count()));
   }
   w->request = std::move(request);
   w->seq = next_seq_++;
@@ -188,7 +192,7 @@ void FairScheduler::release(const ScheduleRequest& request, time_point granted_a
     const time_point now = clock_->now();
     if (charge) {
       const double ran = std::max(0.0, seconds_between(granted_at, now));
-      vt_.get_or_create(request.key).add(ran, now);
+      vt_.get_or_create(digest(request.key)).add(ran, now);
       (request.demand == DemandClass::normal ? success_time_ : failure_time_).add(ran, now);
     }
     assert(in_use_ > 0);
@@ -209,13 +213,25 @@ void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<
   }
 }
 
+void FairScheduler::rebase_waiters_locked(time_point now) {
+  const double factor = std::exp2(-seconds_between(decay_base_, now) / static_cast<double>(kHalfLife.count()));
+  for (WaitList* list : {&waiting_normal_, &waiting_failure_}) {
+    for (auto& w : *list) w->vt_scaled *= factor;
+  }
+  decay_base_ = now;
+}
+
 FairScheduler::WaitList::iterator FairScheduler::best_in_locked(WaitList& list, time_point now) {
+  // Under constant contention the base is never reset by an empty queue;
+  // an hour is 30 half-lives, far from overflowing a double.
+  if (now - decay_base_ > std::chrono::hours(1)) rebase_waiters_locked(now);
+  const double decay = std::exp2(-seconds_between(decay_base_, now) / static_cast<double>(kHalfLife.count()));
   const double max_wait = std::chrono::duration<double>(options_.max_wait).count();
   auto best = list.end();
   double best_priority = std::numeric_limits<double>::infinity();
   for (auto it = list.begin(); it != list.end(); ++it) {
     const Waiter& w = **it;
-    const double vt = Decayed{w.vt_snapshot, w.vt_at}.at_time(now);
+    const double vt = w.vt_scaled * decay;
     const double waited = std::max(0.0, seconds_between(*w.request.enqueued_at, now));
     const double boost = max_wait > 0 ? std::min(waited / max_wait, 1.0) : 1.0;
     const double priority = vt - options_.wait_weight * boost * boost;
@@ -276,7 +292,7 @@ FairScheduler::Snapshot FairScheduler::snapshot() const {
 
 double FairScheduler::virtual_time_seconds(const TopicPartitionKey& key) const {
   std::lock_guard lock(mutex_);
-  const Decayed* vt = vt_.peek(key);
+  const Decayed* vt = vt_.peek(digest(key));
   return vt == nullptr ? 0.0 : vt->at_time(clock_->now());
 }
 

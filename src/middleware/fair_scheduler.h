@@ -3,7 +3,8 @@
 //
 // Fairness across keys - virtual time (VT). Each completed call adds its
 // duration (permit grant -> release, on the injected clock) to its key's VT,
-// kept in an LRU of `cache_size` keys (missing keys have VT 0). VTs decay
+// kept for up to `cache_size` keys (key_table.h: a full set forgets its least
+// recently used key; missing keys have VT 0). VTs decay
 // with a fixed 120 s half-life (v * 2^(-dt/120 s)), the old value decayed
 // before new time is added. A waiting request snapshots its key's VT when it
 // enqueues; at selection the snapshot is decayed to now and
@@ -51,7 +52,7 @@
 #include <string_view>
 #include <vector>
 
-#include "middleware/lru_map.h"
+#include "middleware/key_table.h"
 #include "middleware/topic_partition_key.h"
 #include "prosody/clock.h"
 #include "prosody/config.h"
@@ -143,6 +144,7 @@ class FairScheduler {
   void dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted);
   std::shared_ptr<Waiter> pick_locked(time_point now);
   WaitList::iterator best_in_locked(WaitList& list, time_point now);
+  void rebase_waiters_locked(time_point now);
   static void wake(std::vector<std::shared_ptr<Waiter>>& granted);
   std::shared_ptr<Waiter> make_waiter_locked(ScheduleRequest&& request, std::function<void()>&& on_granted,
                                              time_point now);
@@ -161,7 +163,10 @@ class FairScheduler {
   WaitList waiting_failure_;                                       // guarded by mutex_, in arrival order
   Decayed success_time_;                                           // guarded by mutex_
   Decayed failure_time_;                                           // guarded by mutex_
-  LruMap<TopicPartitionKey, Decayed, TopicPartitionKeyHash> vt_;   // guarded by mutex_
+  KeyTable<Decayed> vt_;                                           // guarded by mutex_, by digest()
+  // Waiters keep their VT snapshot scaled to this instant, so ranking them
+  // needs one exp2 per grant instead of one per waiter (best_in_locked).
+  time_point decay_base_{};                                        // guarded by mutex_
 };
 
 // The right to run one handler call. Releasing (explicitly or on

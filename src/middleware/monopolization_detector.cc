@@ -27,7 +27,7 @@ std::int64_t MonopolizationDetector::ns(time_point t) noexcept {
 void MonopolizationDetector::on_invoked(const TopicPartitionKey& key, time_point t) {
   if (!options_.enabled) return;
   std::lock_guard lock(mutex_);
-  KeyHistory& h = keys_.get_or_create(key);
+  KeyHistory& h = keys_.get_or_create(digest(key));
   // A key runs one call at a time; a second start while one is open means a
   // lost completion, and the earlier start already covers the time.
   if (h.open) return;
@@ -41,7 +41,7 @@ void MonopolizationDetector::on_invoked(const TopicPartitionKey& key, time_point
 void MonopolizationDetector::on_completed(const TopicPartitionKey& key, time_point t) {
   if (!options_.enabled) return;
   std::lock_guard lock(mutex_);
-  KeyHistory& h = keys_.get_or_create(key);
+  KeyHistory& h = keys_.get_or_create(digest(key));
   const std::int64_t end = ns(t);
   if (h.open) {
     const std::int64_t start = std::min(*h.open, end);
@@ -112,7 +112,7 @@ std::int64_t MonopolizationDetector::busy_ns(const KeyHistory& h, std::int64_t n
 std::chrono::nanoseconds MonopolizationDetector::busy_time(const TopicPartitionKey& key, time_point now) const {
   if (!options_.enabled) return std::chrono::nanoseconds{0};
   std::lock_guard lock(mutex_);
-  const KeyHistory* h = keys_.peek(key);
+  const KeyHistory* h = keys_.peek(digest(key));
   return std::chrono::nanoseconds{h == nullptr ? 0 : busy_ns(*h, ns(now))};
 }
 

@@ -4,7 +4,7 @@
 // MessageDefer layer outside then usually defers it, so one key cannot hold
 // a worker (and its partition) for minutes on end.
 //
-// Per (topic, partition, key), in an LRU of `cache_size` entries, the
+// Per (topic, partition, key), for up to `cache_size` keys (key_table.h), the
 // detector keeps the key's busy time as an ordered set of nanosecond
 // intervals: on_invoked(t) opens [t, open); on_completed(t) closes it at t and
 // clips the set to [t - window, t], dropping older history. check(now) sums
@@ -33,7 +33,7 @@
 #include <optional>
 #include <vector>
 
-#include "middleware/lru_map.h"
+#include "middleware/key_table.h"
 #include "middleware/topic_partition_key.h"
 #include "prosody/clock.h"
 #include "prosody/config.h"
@@ -81,6 +81,11 @@ class MonopolizationDetector {
   struct KeyHistory {
     std::vector<Interval> closed;       // ascending, disjoint
     std::optional<std::int64_t> open;   // start of the running call
+    // The table reuses this slot for another key: forget, keep capacity.
+    void recycle() noexcept {
+      closed.clear();
+      open.reset();
+    }
   };
 
   static std::int64_t ns(time_point t) noexcept;
@@ -91,7 +96,7 @@ class MonopolizationDetector {
   MonopolizationOptions options_;
   std::int64_t window_ns_;
   mutable std::mutex mutex_;
-  LruMap<TopicPartitionKey, KeyHistory, TopicPartitionKeyHash> keys_;  // guarded by mutex_
+  KeyTable<KeyHistory> keys_;  // guarded by mutex_, by digest()
 };
 
 }  // namespace prosody::middleware

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -30,5 +31,15 @@ struct TopicPartitionKeyHash {
     return h;
   }
 };
+
+// A well-mixed 64-bit identity of the key (the hash above through the
+// splitmix64 finalizer), for tables that store digests instead of keys
+// (key_table.h).
+inline std::uint64_t digest(const TopicPartitionKey& k) noexcept {
+  std::uint64_t z = TopicPartitionKeyHash{}(k);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
 
 }  // namespace prosody::middleware
