@@ -35,6 +35,9 @@ namespace prosody::detail {
 struct InvocationSlot {
   std::mutex mutex;
   std::stop_source stop{std::nostopstate};     // guarded by mutex
+  // A token of `stop` was handed out (Context::stop_token), so the handler
+  // may still hold it: the next invocation needs a source of its own.
+  bool stop_shared = false;                    // guarded by mutex
   std::atomic<int> reason{0};                  // CancelReason
   std::chrono::steady_clock::time_point started{};  // guarded by mutex
   bool active = false;                         // guarded by mutex
@@ -53,7 +56,12 @@ struct InvocationSlot {
 
   void begin(const Key& k, engine::PartitionState& p, int attempt_no, std::chrono::steady_clock::time_point now) {
     std::lock_guard l(mutex);
-    stop = std::stop_source();
+    // A fresh stop_source allocates its shared state; most handlers never
+    // look at their token, so an unused, unfired source is reused.
+    if (stop_shared || !stop.stop_possible() || stop.stop_requested()) {
+      stop = std::stop_source();
+      stop_shared = false;
+    }
     reason.store(0, std::memory_order_relaxed);
     started = now;
     active = true;
@@ -63,8 +71,7 @@ struct InvocationSlot {
   }
   void end() {
     std::lock_guard l(mutex);
-    active = false;
-    stop = std::stop_source(std::nostopstate);
+    active = false;  // cancel() needs an active slot, so the kept source cannot fire
     key = nullptr;
     partition = nullptr;
   }
@@ -78,6 +85,7 @@ struct InvocationSlot {
   }
   std::stop_token token() {
     std::lock_guard l(mutex);
+    stop_shared = true;
     return stop.get_token();
   }
 };
