@@ -21,6 +21,8 @@ using std::chrono::milliseconds;
 constexpr std::size_t kMaxRetiredRecords = 16384;
 // A sender frees retired events every this many sends.
 constexpr unsigned kFreeEverySends = 32;
+// Delivery states are allocated this many at a time (~48 KiB).
+constexpr std::size_t kStatesPerBlock = 1024;
 
 
 // Shared between a blocking sender and the delivery thread; the sender may
@@ -69,14 +71,15 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_v
 }  // namespace
 
 // Per-record delivery state, handed to librdkafka as the message opaque and
-// back to us on the delivery thread. librdkafka's internal hand-off is
-// invisible to ThreadSanitizer, so the release/acquire pair on `published`
-// states the happens-before edge explicitly (it costs nothing measurable).
+// back to us on the delivery thread, then back to the pool. librdkafka's
+// internal hand-off is invisible to ThreadSanitizer, so the release/acquire
+// pair on `published` states the happens-before edge explicitly (it costs
+// nothing measurable); the way back is the release/acquire pair on
+// returned_states_.
 struct KafkaProducer::DeliveryState {
-  explicit DeliveryState(DeliveryCallback cb) : callback(std::move(cb)) { published.store(true, std::memory_order_release); }
   std::atomic<bool> published{false};
-  DeliveryCallback callback;  // emptied on the delivery thread once called
-  DeliveryState* next = nullptr;  // the spent list of its event
+  DeliveryCallback callback;      // set by a sender, emptied on the delivery thread once called
+  DeliveryState* next = nullptr;  // free list, or the chain handed back
 };
 
 KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock)
@@ -100,6 +103,7 @@ KafkaProducer::~KafkaProducer() {
   free_retired(true);
   main_queue_.reset();
   std::unique_lock l(topics_mutex_);
+  last_topic_.store(nullptr);
   topics_.clear();
 }
 
@@ -138,14 +142,21 @@ void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
   switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_DR:
     {
-      Spent spent{ev, nullptr};
+      // The states go back to the pool at once (nothing reads them after
+      // their callback); the records stay for a sender to free.
+      DeliveryState* head = nullptr;
+      DeliveryState* tail = nullptr;
+      const rd_kafka_topic_t* rkt = nullptr;
+      const char* topic = nullptr;
       while (const rd_kafka_message_t* m = rd_kafka_event_message_next(ev)) {
-        if (DeliveryState* state = deliver(*m)) {
-          state->next = spent.states;
-          spent.states = state;
+        if (DeliveryState* state = deliver(*m, rkt, topic)) {
+          state->next = head;
+          head = state;
+          if (tail == nullptr) tail = state;
         }
       }
-      retire(spent);
+      if (head != nullptr) recycle_states(head, tail);
+      retire(ev);
       return;
     }
     case RD_KAFKA_EVENT_ERROR:
@@ -159,46 +170,77 @@ void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
   rd_kafka_event_destroy(ev);
 }
 
-KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m) {
+KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m, const rd_kafka_topic_t*& rkt,
+                                                     const char*& topic) {
   // No state: a fire-and-forget send_async, nobody wants the report.
   auto* state = static_cast<DeliveryState*>(m._private);
   if (!state || !state->published.load(std::memory_order_acquire)) return nullptr;
   auto& cb = state->callback;
-  const char* topic = rd_kafka_topic_name(m.rkt);
+  if (m.rkt != rkt) {  // an event holds one partition's records: one lookup
+    rkt = m.rkt;
+    topic = rd_kafka_topic_name(m.rkt);
+  }
   if (m.err) {
     cb(kafka_error(m.err, topic, "delivery"));
   } else {
     cb(Delivery{topic, Partition{m.partition}, Offset{m.offset}});
   }
-  // The callback's captures end here, on the delivery thread, as before; only
-  // the state's own memory goes back to a sender.
+  // The callback's captures end here, on the delivery thread, as before.
   cb = nullptr;
+  state->published.store(false, std::memory_order_relaxed);
   return state;
 }
 
-void KafkaProducer::release(const Spent& spent) {
-  rd_kafka_event_destroy(spent.event);
-  for (DeliveryState* s = spent.states; s != nullptr;) delete std::exchange(s, s->next);
+KafkaProducer::DeliveryState* KafkaProducer::acquire_state(DeliveryCallback&& cb) {
+  DeliveryState* s = nullptr;
+  {
+    std::lock_guard l(states_mutex_);
+    // Everything the delivery thread handed back since, in one exchange (a
+    // pop of the whole stack: no ABA, however many senders there are).
+    if (free_states_ == nullptr) free_states_ = returned_states_.exchange(nullptr, std::memory_order_acquire);
+    if (free_states_ == nullptr) {
+      auto block = std::make_unique<DeliveryState[]>(kStatesPerBlock);
+      for (std::size_t i = 0; i + 1 < kStatesPerBlock; ++i) block[i].next = &block[i + 1];
+      free_states_ = &block[0];
+      state_blocks_.push_back(std::move(block));
+    }
+    s = free_states_;
+    free_states_ = s->next;
+    // The delivery thread wrote the next state last, on another core: start
+    // fetching it now, it is needed one send from now.
+    if (free_states_ != nullptr) __builtin_prefetch(free_states_, 1);
+  }
+  s->next = nullptr;
+  s->callback = std::move(cb);
+  s->published.store(true, std::memory_order_release);
+  return s;
 }
 
-void KafkaProducer::retire(Spent spent) {
-  std::vector<Spent> now;
+void KafkaProducer::recycle_states(DeliveryState* head, DeliveryState* tail) {
+  DeliveryState* top = returned_states_.load(std::memory_order_relaxed);
+  do {
+    tail->next = top;
+  } while (!returned_states_.compare_exchange_weak(top, head, std::memory_order_release, std::memory_order_relaxed));
+}
+
+void KafkaProducer::retire(rd_kafka_event_t* event) {
+  std::vector<rd_kafka_event_t*> now;
   {
     std::lock_guard l(retired_mutex_);
-    retired_.push_back(spent);
-    retired_records_ += rd_kafka_event_message_count(spent.event);
+    retired_.push_back(event);
+    retired_records_ += rd_kafka_event_message_count(event);
     if (flushing_.load() > 0 || retired_records_ > kMaxRetiredRecords) {
       now.swap(retired_);
       retired_records_ = 0;
     }
     has_retired_.store(!retired_.empty(), std::memory_order_relaxed);
   }
-  for (const auto& e : now) release(e);
+  for (auto* e : now) rd_kafka_event_destroy(e);
 }
 
 bool KafkaProducer::free_retired(bool wait) {
   if (!wait && !has_retired_.load(std::memory_order_relaxed)) return false;
-  std::vector<Spent> batch;
+  std::vector<rd_kafka_event_t*> batch;
   {
     std::unique_lock l(retired_mutex_, std::defer_lock);
     if (wait) {
@@ -210,17 +252,28 @@ bool KafkaProducer::free_retired(bool wait) {
     retired_records_ = 0;
     has_retired_.store(false, std::memory_order_relaxed);
   }
-  for (const auto& e : batch) release(e);
+  // rd_kafka_event_destroy frees the event's records (and their headers).
+  for (auto* e : batch) rd_kafka_event_destroy(e);
   return !batch.empty();
 }
 
 rd_kafka_topic_t* KafkaProducer::topic_handle(std::string_view topic, rd_kafka_resp_err_t& err) {
+  // Most senders send to one topic over and over: no lock, no hash.
+  if (const auto* last = last_topic_.load(std::memory_order_acquire); last != nullptr && last->first == topic) {
+    return last->second.get();
+  }
   {
     std::shared_lock l(topics_mutex_);
-    if (auto it = topics_.find(topic); it != topics_.end()) return it->second.get();
+    if (auto it = topics_.find(topic); it != topics_.end()) {
+      last_topic_.store(&*it, std::memory_order_release);
+      return it->second.get();
+    }
   }
   std::unique_lock l(topics_mutex_);
-  if (auto it = topics_.find(topic); it != topics_.end()) return it->second.get();
+  if (auto it = topics_.find(topic); it != topics_.end()) {
+    last_topic_.store(&*it, std::memory_order_release);
+    return it->second.get();
+  }
   std::string name(topic);
   // Default topic config: the producer-wide settings apply (acks, timeouts,
   // partitioner). librdkafka rejects only malformed names here; a topic that
@@ -230,7 +283,9 @@ rd_kafka_topic_t* KafkaProducer::topic_handle(std::string_view topic, rd_kafka_r
     err = rd_kafka_last_error();
     return nullptr;
   }
-  return topics_.emplace(std::move(name), std::move(t)).first->second.get();
+  const auto& entry = *topics_.emplace(std::move(name), std::move(t)).first;
+  last_topic_.store(&entry, std::memory_order_release);
+  return entry.second.get();
 }
 
 rd_kafka_headers_t* KafkaProducer::make_headers(const Headers& headers) const {
@@ -253,8 +308,17 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
   // Both stay ours until a produce call succeeds; a queue-full retry reuses
   // them (librdkafka leaves the headers with the caller when it fails).
   HeadersHandle hdrs(make_headers(headers));
-  std::unique_ptr<DeliveryState> state;
-  if (on_delivery) state = std::make_unique<DeliveryState>(std::move(on_delivery));
+  // Back to the pool (callback dropped uncalled) unless librdkafka takes it.
+  struct StateOwner {
+    KafkaProducer* producer;
+    DeliveryState* state;
+    ~StateOwner() {
+      if (state == nullptr) return;
+      state->callback = nullptr;
+      state->published.store(false, std::memory_order_relaxed);
+      producer->recycle_states(state, state);
+    }
+  } state{this, on_delivery ? acquire_state(std::move(on_delivery)) : nullptr};
   // The clock is read only once the queue is full: the common path never
   // needs the deadline.
   std::optional<Clock::steady_time> deadline;
@@ -262,10 +326,10 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
     const auto err = rd_kafka_producev(
         handle_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
-        RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_OPAQUE(state.get()), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_OPAQUE(state.state), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {  // librdkafka owns both now
       (void)hdrs.release();
-      (void)state.release();
+      state.state = nullptr;
       thread_local unsigned sends = 0;
       if (++sends % kFreeEverySends == 0) free_retired(false);
       return {};

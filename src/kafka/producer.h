@@ -1,10 +1,11 @@
 // librdkafka-backed implementation of prosody::Producer.
 //
 // The per-send path is kept to what librdkafka itself needs: a topic handle
-// cached per topic name (no name copy, no lookup in librdkafka's topic list),
-// the `source-system` header copied from a prebuilt template, a delivery
-// state only when there is a callback to call, and the clock read only once
-// the local queue is full.
+// cached per topic name (no name copy, no lookup in librdkafka's topic list;
+// the last topic used is checked first, without a lock or a hash), the
+// `source-system` header copied from a prebuilt template, a delivery state
+// only when there is a callback to call, taken from a pool rather than the
+// allocator, and the clock read only once the local queue is full.
 //
 // Delivery reports arrive as librdkafka events on the delivery thread, which
 // runs the callbacks at once but does not free the delivered records: it
@@ -16,17 +17,30 @@
 // itself when nobody sends (idle poll), when too many wait, and during
 // flush (librdkafka counts a record as queued until it is freed).
 //
+// Delivery states are recycled, not freed: the delivery thread hands each
+// event's states back (one atomic push per event, after the callbacks ran)
+// and senders reuse them. They used to be freed with the records, which cost
+// the senders a malloc, a free and a walk over cold memory per record (~20 %
+// of the sending thread, bench/PROFILE.md finding 6). The pool grows to the
+// most records ever in flight with a callback (at most
+// queue.buffering.max.messages, ~48 bytes each) and is freed with the
+// producer.
+//
 // Thread safety: all public methods are safe from any thread. Delivery
 // callbacks run on the producer's own delivery thread; keep them short. The
-// topic cache is guarded by a shared mutex (readers on every send, a writer
-// only the first time a topic is seen); the retired events by their own
-// mutex, which senders only ever try_lock.
+// topic cache is guarded by a shared mutex (readers on a topic change, a
+// writer only the first time a topic is seen) and publishes the last topic
+// used through an atomic pointer; the retired events by their own mutex,
+// which senders only ever try_lock; the state pool's free list by a mutex
+// only senders take (the delivery thread returns states with a lock-free
+// push, senders take them all at once).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -63,17 +77,16 @@ class KafkaProducer final : public Producer {
   void delivery_loop(std::stop_token token);
   void handle_event(rd_kafka_event_t* ev);
   struct DeliveryState;
-  // Runs the record's callback; returns its (now empty) state for freeing.
-  static DeliveryState* deliver(const rd_kafka_message_t& m);
-  // A served DR event and the delivery states of its records (a list through
-  // DeliveryState::next), waiting for a sender to free them.
-  struct Spent {
-    rd_kafka_event_t* event;
-    DeliveryState* states;
-  };
-  static void release(const Spent& spent);
+  // Runs the record's callback; returns its (now empty) state for reuse.
+  // `topic` caches the name of the last topic handle seen in this event.
+  static DeliveryState* deliver(const rd_kafka_message_t& m, const rd_kafka_topic_t*& rkt, const char*& topic);
+  // A sender's state for `cb` (non-empty), from the pool.
+  DeliveryState* acquire_state(DeliveryCallback&& cb);
+  // Back to the pool: a chain through DeliveryState::next, callbacks empty.
+  // Delivery thread (lock-free push) and senders (a state never sent).
+  void recycle_states(DeliveryState* head, DeliveryState* tail);
   // Delivery thread: hands a served event to the senders.
-  void retire(Spent spent);
+  void retire(rd_kafka_event_t* event);
   // Frees the retired events; a sender passes wait=false and skips when the
   // delivery thread holds the lock. Returns whether anything was freed.
   bool free_retired(bool wait);
@@ -94,18 +107,31 @@ class KafkaProducer final : public Producer {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
 
+  using TopicMap = std::unordered_map<std::string, TopicHandle, NameHash, std::equal_to<>>;
+
   const std::string source_system_;
   const std::chrono::milliseconds send_timeout_;
   const std::shared_ptr<Clock> clock_;
   HeadersHandle header_template_;  // just `source-system`; copied per record
+  // The state pool. Declared before handle_: the states of records still
+  // queued when librdkafka is destroyed (flush timed out) stay valid until
+  // it is gone; their callbacks are then dropped uncalled.
+  std::mutex states_mutex_;                                     // senders only
+  std::vector<std::unique_ptr<DeliveryState[]>> state_blocks_;  // guarded by states_mutex_
+  DeliveryState* free_states_ = nullptr;                        // guarded by states_mutex_
+  std::atomic<DeliveryState*> returned_states_{nullptr};        // pushed by the delivery thread
   KafkaHandle handle_;
   // Declared after handle_: topic handles go before the rd_kafka_t they
   // belong to (the destructor also clears them explicitly after the flush).
   std::shared_mutex topics_mutex_;
-  std::unordered_map<std::string, TopicHandle, NameHash, std::equal_to<>> topics_;  // guarded by topics_mutex_
+  TopicMap topics_;  // guarded by topics_mutex_
+  // The entry of the topic sent to last (map nodes never move, entries are
+  // only erased by the destructor): a send to the same topic reads it
+  // without taking topics_mutex_.
+  std::atomic<const TopicMap::value_type*> last_topic_{nullptr};
   QueueHandle main_queue_;  // delivery-report events; destroyed before handle_
   std::mutex retired_mutex_;
-  std::vector<Spent> retired_;              // guarded by retired_mutex_
+  std::vector<rd_kafka_event_t*> retired_;  // guarded by retired_mutex_
   std::size_t retired_records_ = 0;         // guarded by retired_mutex_
   std::atomic<bool> has_retired_{false};    // hint for senders, read without the lock
   std::atomic<int> flushing_{0};            // > 0: the delivery thread frees at once

@@ -1,9 +1,11 @@
 // KafkaProducer on the in-process mock cluster: the `source-system` header
 // (ours replaces a caller's), delivery reports with and without a callback,
-// several topics through the topic-handle cache, a malformed topic name, and
-// the bounded wait on a full local queue (simulated clock, no sleeps).
+// several topics through the topic-handle cache, the pooled delivery states,
+// a malformed topic name, and the bounded wait on a full local queue
+// (simulated clock, no sleeps).
 #include "kafka/producer.h"
 
+#include <atomic>
 #include <future>
 #include <map>
 #include <string>
@@ -135,6 +137,41 @@ TEST(KafkaProducer, AsyncSendsReportPerRecordOrNotAtAllAcrossTopics) {
     }
   }
   EXPECT_EQ(total, 400);
+}
+
+TEST(KafkaProducer, DeliveryStatesAreReusedAndARejectedSendsCallbackIsDroppedUncalled) {
+  // Delivery states are pooled: several rounds of sends with callbacks (more
+  // than one pool block in flight) each report every record exactly once,
+  // and the callbacks' captures are gone once flush returns.
+  const auto topic = testing::unique_name("producer-pool");
+  ASSERT_TRUE(MockCluster::instance().create_topic(topic, 2));
+  auto s = mock_settings();
+  s.kafka_properties.emplace_back("message.max.bytes", "10000");
+  auto p = make(s);
+  ASSERT_TRUE(p);
+  auto token = std::make_shared<int>(0);
+  std::atomic<int> delivered{0};
+  std::atomic<int> wrong{0};
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 2500; ++i) {
+      ASSERT_TRUE(p->send_async(topic, "k" + std::to_string(i), "{}", {}, [&, token](Result<Delivery> d) {
+        if (d && d->topic == topic) ++delivered;
+        else ++wrong;
+      }));
+    }
+    // Rejected by librdkafka before it is queued: the send fails, its state
+    // goes back to the pool and its callback is never called.
+    auto called = std::make_shared<bool>(false);
+    const auto big = p->send_async(topic, "big", std::string(20000, 'x'), {}, [called](Result<Delivery>) { *called = true; });
+    ASSERT_FALSE(big);
+    EXPECT_EQ(big.error().code(), ErrorCode::message_too_large);
+    ASSERT_TRUE(p->flush(20s));
+    EXPECT_EQ(delivered.load(), 2500 * (round + 1));
+    EXPECT_FALSE(*called);
+    EXPECT_EQ(called.use_count(), 1);  // the dropped callback was destroyed
+    EXPECT_EQ(token.use_count(), 1);   // every delivered callback was emptied
+  }
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(KafkaProducer, MalformedTopicNameIsAPermanentError) {
