@@ -3,7 +3,7 @@
 // The per-send path is kept to what librdkafka itself needs: a topic handle
 // cached per topic name (no name copy, no lookup in librdkafka's topic list;
 // the last topic used is checked first, without a lock or a hash), the
-// `source-system` header copied from a prebuilt template, a delivery state
+// `source-system` header added to a fresh list, a delivery state
 // only when there is a callback to call, taken from a pool rather than the
 // allocator, and the clock read only once the local queue is full.
 //
@@ -93,7 +93,7 @@ class KafkaProducer final : public Producer {
   // The cached handle of `topic`, created on first use; null (with the
   // librdkafka error) when librdkafka rejects the name.
   rd_kafka_topic_t* topic_handle(std::string_view topic, rd_kafka_resp_err_t& err);
-  // The record's headers: the template's `source-system` plus the caller's
+  // The record's headers: our `source-system` plus the caller's
   // (a caller's own `source-system` is dropped: ours drives loop prevention).
   rd_kafka_headers_t* make_headers(const Headers& headers) const;
 
@@ -112,7 +112,6 @@ class KafkaProducer final : public Producer {
   const std::string source_system_;
   const std::chrono::milliseconds send_timeout_;
   const std::shared_ptr<Clock> clock_;
-  HeadersHandle header_template_;  // just `source-system`; copied per record
   // The state pool. Declared before handle_: the states of records still
   // queued when librdkafka is destroyed (flush timed out) stay valid until
   // it is gone; their callbacks are then dropped uncalled.
