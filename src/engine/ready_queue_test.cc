@@ -144,5 +144,26 @@ TEST(ReadyQueue, CloseReleasesSleepingWorkersAndDropsItems) {
   EXPECT_FALSE(q.pop());
 }
 
+TEST(ReadyQueue, TheMostRecentlyIdleWorkerIsWokenFirst) {
+  ReadyQueue q;
+  std::atomic<int> first_taker{-1};
+  auto worker = [&](int who) {
+    while (auto got = q.pop()) {
+      int expected = -1;
+      first_taker.compare_exchange_strong(expected, who);
+    }
+  };
+  std::thread early(worker, 0);
+  ASSERT_TRUE(eventually([&] { return q.idle_workers() == 1; }));
+  std::thread late(worker, 1);
+  ASSERT_TRUE(eventually([&] { return q.idle_workers() == 2; }));
+  q.push(item(1));
+  ASSERT_TRUE(eventually([&] { return first_taker.load() != -1; }));
+  EXPECT_EQ(first_taker.load(), 1);  // the late sleeper; the early one stays asleep
+  q.close();
+  early.join();
+  late.join();
+}
+
 }  // namespace
 }  // namespace prosody::engine
