@@ -83,6 +83,10 @@ struct Options {
   // built per record as a raw librdkafka user would (prosody-cpp always sends
   // it), so the two producers write the same bytes.
   std::string source_system_header;
+  // produce: send one acknowledged, untimed record first (as produce_cpp
+  // does). Off for preloads, whose topics must hold exactly --records, and
+  // for paced (live) runs, whose consumers count the records they expect.
+  bool warmup = true;
   // consume: extra librdkafka properties (K=V), identical for raw and cpp.
   std::vector<std::string> consumer_properties;
   // produce --system cpp: send_async without a delivery callback.
@@ -614,7 +618,7 @@ json produce_raw(const Options& o) {
   // Warm-up, not timed: the same acknowledged record produce_cpp sends first
   // (metadata, the idempotent producer id), so both leave the same records in
   // the topic and neither times its first metadata and PID round trips.
-  {
+  if (o.warmup && o.rate <= 0) {
     const std::string wkey = "warmup", wvalue = R"({"warmup":true})";
     rd_kafka_headers_t* wh = make_headers();
     const auto e = rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -991,6 +995,7 @@ int cmd_smoke() {
     std::cerr << "smoke " << name << ": " << (ok ? "ok" : "FAILED") << " " << r.dump().substr(0, 300) << "\n";
     if (!ok) rc = 1;
   };
+  o.warmup = false;
   step("preload", produce_raw(o));
   std::string error;
   auto layout = topic_layout(o.bootstrap, o.topic, error);
@@ -1072,6 +1077,7 @@ int main(int argc, char** argv) {
   if (*topics) return cmd_topics(o);
   if (*preload) {
     o.system = "raw";
+    o.warmup = false;
     return emit(produce_raw(o));
   }
   if (*produce) return emit(o.system == "raw" ? produce_raw(o) : produce_cpp(o));
