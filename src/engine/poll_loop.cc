@@ -143,9 +143,9 @@ void Engine::apply_backpressure(PartitionState& p) {
     const auto unc = static_cast<int>(p.tracker.uncommitted());
     halted = p.halted;
     const bool full = !p.parked.empty() || halted || unc >= settings_.max_uncommitted;
-    // Hysteresis: resume once half the window is free, so a partition does
+    // Hysteresis: resume once a quarter of the window is free, so a partition does
     // not flap between paused and resumed on every completion.
-    const bool can_resume = p.parked.empty() && !halted && unc <= settings_.max_uncommitted / 2;
+    const bool can_resume = p.parked.empty() && !halted && unc <= settings_.max_uncommitted * 3 / 4;
     // Set under the mutex: a worker completing a record reads `paused` and
     // the window under the same lock to decide whether to wake this thread,
     // so it cannot miss the moment the partition becomes resumable.

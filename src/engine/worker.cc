@@ -98,10 +98,10 @@ void Engine::worker_loop(std::size_t index) {
         if (event.record && outcome == Outcome::complete && p.tracker.complete(event.record->offset)) {
           p.commit_dirty = true;
           // The poll thread stopped reading this partition when it was full;
-          // it resumes at half the window (apply_backpressure), so it only
+          // it resumes at three quarters of the window (apply_backpressure), so it only
           // needs waking once that point is reached, not on every completion.
           resumable = p.paused.load(std::memory_order_relaxed) && p.parked.empty() &&
-                      static_cast<int>(p.tracker.uncommitted()) <= settings_.max_uncommitted / 2;
+                      static_cast<int>(p.tracker.uncommitted()) <= settings_.max_uncommitted * 3 / 4;
         }
         if (outcome == Outcome::halt) p.halted = true;
         // After an abandoned record nothing later may run: the abandoned one
