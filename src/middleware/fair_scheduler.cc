@@ -13,6 +13,12 @@ double seconds_between(Clock::steady_time from, Clock::steady_time to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
+// 2^(-(to - from) / half-life): what is left at `to` of one second of VT
+// recorded at `from` (above 1 when `to` is earlier).
+double decay_factor(Clock::steady_time from, Clock::steady_time to) {
+  return std::exp2(-seconds_between(from, to) / static_cast<double>(FairScheduler::kHalfLife.count()));
+}
+
 }  // namespace
 
 std::string_view to_string(DemandClass c) noexcept {
@@ -51,7 +57,7 @@ double FairScheduler::Decayed::at_time(time_point now) const noexcept {
   if (value == 0) return 0;
   const double dt = seconds_between(at, now);
   if (dt <= 0) return value;
-  return value * std::exp2(-dt / static_cast<double>(kHalfLife.count()));
+  return value * decay_factor(at, now);
 }
 
 void FairScheduler::Decayed::add(double seconds, time_point now) noexcept {
@@ -83,7 +89,7 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(Schedul
   // the scale factors near 1.
   if (waiting_normal_.empty() && waiting_failure_.empty()) decay_base_ = now;
   if (const Decayed* vt = vt_.peek(digest(request.key)); vt != nullptr && vt->value != 0) {
-    w->vt_scaled = vt->value * std::exp2(seconds_between(decay_base_, vt->at) / static_cast<double>(kHalfLife.count()));
+    w->vt_scaled = vt->value * decay_factor(vt->at, decay_base_);
   }
   w->request = std::move(request);
   w->seq = next_seq_++;
@@ -214,7 +220,7 @@ void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<
 }
 
 void FairScheduler::rebase_waiters_locked(time_point now) {
-  const double factor = std::exp2(-seconds_between(decay_base_, now) / static_cast<double>(kHalfLife.count()));
+  const double factor = decay_factor(decay_base_, now);
   for (WaitList* list : {&waiting_normal_, &waiting_failure_}) {
     for (auto& w : *list) w->vt_scaled *= factor;
   }
@@ -225,7 +231,7 @@ FairScheduler::WaitList::iterator FairScheduler::best_in_locked(WaitList& list, 
   // Under constant contention the base is never reset by an empty queue;
   // an hour is 30 half-lives, far from overflowing a double.
   if (now - decay_base_ > std::chrono::hours(1)) rebase_waiters_locked(now);
-  const double decay = std::exp2(-seconds_between(decay_base_, now) / static_cast<double>(kHalfLife.count()));
+  const double decay = decay_factor(decay_base_, now);
   const double max_wait = std::chrono::duration<double>(options_.max_wait).count();
   auto best = list.end();
   double best_priority = std::numeric_limits<double>::infinity();
