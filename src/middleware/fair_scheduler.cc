@@ -77,7 +77,24 @@ FairScheduler::FairScheduler(SchedulerOptions options, std::shared_ptr<const Clo
 FairScheduler::~FairScheduler() {
   std::lock_guard lock(mutex_);
   // Permits and Tickets hold a raw pointer back to us.
-  assert(in_use_ == 0 && waiting_normal_.empty() && waiting_failure_.empty());
+  assert(in_use_.load() == 0 && waiting_normal_.empty() && waiting_failure_.empty());
+}
+
+bool FairScheduler::try_take_free_permit() noexcept {
+  if (waiting_.load() != 0) return false;
+  int held = in_use_.load();
+  while (held < options_.max_concurrency) {
+    if (in_use_.compare_exchange_weak(held, held + 1)) return true;
+  }
+  return false;
+}
+
+bool FairScheduler::take_free_permit_locked() noexcept {
+  int held = in_use_.load();
+  while (held < options_.max_concurrency) {
+    if (in_use_.compare_exchange_weak(held, held + 1)) return true;
+  }
+  return false;
 }
 
 std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(ScheduleRequest&& request,
@@ -88,7 +105,7 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(Schedul
   // With nobody waiting the base can move freely; keeping it recent keeps
   // the scale factors near 1.
   if (waiting_normal_.empty() && waiting_failure_.empty()) decay_base_ = now;
-  if (const Decayed* vt = vt_.peek(digest(request.key)); vt != nullptr && vt->value != 0) {
+  if (const Decayed* vt = vt_.peek(request.key.digest); vt != nullptr && vt->value != 0) {
     w->vt_scaled = vt->value * decay_factor(vt->at, decay_base_);
   }
   w->request = std::move(request);
@@ -96,33 +113,34 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(Schedul
   w->on_granted = std::move(on_granted);
   WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
   w->position = list.insert(list.end(), w);
+  waiting_.fetch_add(1);
   return w;
 }
 
 Result<FairScheduler::Permit> FairScheduler::acquire(ScheduleRequest request, std::stop_token stop) {
+  // No lock while permits are free and nobody waits (the common case when
+  // handlers keep up); the grant time is taken outside the lock either way.
+  if (try_take_free_permit()) return Permit(this, request, clock_->now(), true);
+  std::vector<std::shared_ptr<Waiter>> granted;
   std::shared_ptr<Waiter> w;
   {
     std::lock_guard lock(mutex_);
     const time_point now = clock_->now();
-    // Fast path without a queue entry: a free permit means nobody waits.
-    if (in_use_ < options_.max_concurrency) {
-      assert(waiting_normal_.empty() && waiting_failure_.empty());
-      ++in_use_;
-      if (!request.enqueued_at) request.enqueued_at = now;
-      return Permit(this, std::move(request), now);
+    // A permit freed since the check above goes to the queue's best
+    // request, which may be this one (dispatch below), never past it.
+    if (waiting_normal_.empty() && waiting_failure_.empty() && take_free_permit_locked()) {
+      return Permit(this, request, now, true);
     }
     w = make_waiter_locked(std::move(request), {}, now);
+    dispatch_locked(now, granted);
   }
+  wake(granted);
   return wait_for(w, std::move(stop));
 }
 
 std::optional<FairScheduler::Permit> FairScheduler::try_acquire(ScheduleRequest request) {
-  std::lock_guard lock(mutex_);
-  if (in_use_ >= options_.max_concurrency) return std::nullopt;
-  const time_point now = clock_->now();
-  ++in_use_;
-  if (!request.enqueued_at) request.enqueued_at = now;
-  return Permit(this, std::move(request), now);
+  if (!try_take_free_permit()) return std::nullopt;
+  return Permit(this, request, clock_->now(), true);
 }
 
 FairScheduler::Ticket FairScheduler::enqueue(ScheduleRequest request, std::function<void()> on_granted) {
@@ -143,11 +161,12 @@ Result<FairScheduler::Permit> FairScheduler::wait_for(const std::shared_ptr<Wait
   w->cv.wait(lock, stop, [&] { return w->state != Waiter::State::waiting; });
   if (w->state == Waiter::State::granted) {
     w->state = Waiter::State::taken;
-    return Permit(this, std::move(w->request), w->granted_at);
+    return Permit(this, w->request, w->granted_at, false);
   }
   if (w->state == Waiter::State::waiting) {
     WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
     list.erase(w->position);
+    waiting_.fetch_sub(1);
     w->state = Waiter::State::abandoned;
     return Error::transient("cancelled while waiting for a scheduler permit", ErrorCode::cancelled);
   }
@@ -158,7 +177,7 @@ std::optional<FairScheduler::Permit> FairScheduler::take(const std::shared_ptr<W
   std::lock_guard lock(mutex_);
   if (w->state != Waiter::State::granted) return std::nullopt;
   w->state = Waiter::State::taken;
-  return Permit(this, std::move(w->request), w->granted_at);
+  return Permit(this, w->request, w->granted_at, false);
 }
 
 bool FairScheduler::is_granted(const std::shared_ptr<Waiter>& w) const {
@@ -174,13 +193,14 @@ void FairScheduler::cancel(const std::shared_ptr<Waiter>& w) {
       case Waiter::State::waiting: {
         WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
         list.erase(w->position);
+        waiting_.fetch_sub(1);
         w->state = Waiter::State::abandoned;
         return;
       }
       case Waiter::State::granted:
         // Granted but never taken: the slot goes to the next waiter.
         w->state = Waiter::State::abandoned;
-        --in_use_;
+        in_use_.fetch_sub(1);
         dispatch_locked(clock_->now(), granted);
         break;
       case Waiter::State::taken:
@@ -191,30 +211,29 @@ void FairScheduler::cancel(const std::shared_ptr<Waiter>& w) {
   wake(granted);
 }
 
-void FairScheduler::release(const ScheduleRequest& request, time_point granted_at, bool charge) {
+void FairScheduler::release(ScheduledKey key, DemandClass demand, time_point granted_at,
+                            std::optional<time_point> ended_at, bool charge) {
   std::vector<std::shared_ptr<Waiter>> granted;
+  const time_point now = ended_at ? *ended_at : clock_->now();
   {
     std::lock_guard lock(mutex_);
-    const time_point now = clock_->now();
     if (charge) {
       const double ran = std::max(0.0, seconds_between(granted_at, now));
-      vt_.get_or_create(digest(request.key)).add(ran, now);
-      (request.demand == DemandClass::normal ? success_time_ : failure_time_).add(ran, now);
+      vt_.get_or_create(key.digest).add(ran, now);
+      (demand == DemandClass::normal ? success_time_ : failure_time_).add(ran, now);
     }
-    assert(in_use_ > 0);
-    --in_use_;
-    dispatch_locked(now, granted);
+    [[maybe_unused]] const int held = in_use_.fetch_sub(1);
+    assert(held > 0);
+    if (waiting_.load() != 0) dispatch_locked(now, granted);
   }
   wake(granted);
 }
 
 void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted) {
-  while (in_use_ < options_.max_concurrency) {
+  while (!(waiting_normal_.empty() && waiting_failure_.empty()) && take_free_permit_locked()) {
     std::shared_ptr<Waiter> w = pick_locked(now);
-    if (!w) return;
     w->state = Waiter::State::granted;
     w->granted_at = now;
-    ++in_use_;
     granted.push_back(std::move(w));
   }
 }
@@ -267,6 +286,7 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::pick_locked(time_point now
   auto it = best_in_locked(*list, now);
   std::shared_ptr<Waiter> w = std::move(*it);
   list->erase(it);
+  waiting_.fetch_sub(1);
   return w;
 }
 
@@ -287,7 +307,7 @@ FairScheduler::Snapshot FairScheduler::snapshot() const {
   const time_point now = clock_->now();
   Snapshot s;
   s.max_concurrency = options_.max_concurrency;
-  s.in_use = in_use_;
+  s.in_use = in_use_.load();
   s.waiting_normal = waiting_normal_.size();
   s.waiting_failure = waiting_failure_.size();
   s.success_seconds = success_time_.at_time(now);
@@ -298,7 +318,7 @@ FairScheduler::Snapshot FairScheduler::snapshot() const {
 
 double FairScheduler::virtual_time_seconds(const TopicPartitionKey& key) const {
   std::lock_guard lock(mutex_);
-  const Decayed* vt = vt_.peek(digest(key));
+  const Decayed* vt = vt_.peek(ScheduledKey(key).digest);
   return vt == nullptr ? 0.0 : vt->at_time(clock_->now());
 }
 
@@ -306,25 +326,33 @@ double FairScheduler::virtual_time_seconds(const TopicPartitionKey& key) const {
 
 FairScheduler::Permit::Permit(Permit&& other) noexcept
     : scheduler_(std::exchange(other.scheduler_, nullptr)),
-      request_(std::move(other.request_)),
-      granted_at_(other.granted_at_) {}
+      key_(other.key_),
+      demand_(other.demand_),
+      granted_at_(other.granted_at_),
+      immediate_(other.immediate_) {}
 
 FairScheduler::Permit& FairScheduler::Permit::operator=(Permit&& other) noexcept {
   if (this != &other) {
     release();
     scheduler_ = std::exchange(other.scheduler_, nullptr);
-    request_ = std::move(other.request_);
+    key_ = other.key_;
+    demand_ = other.demand_;
     granted_at_ = other.granted_at_;
+    immediate_ = other.immediate_;
   }
   return *this;
 }
 
 void FairScheduler::Permit::release() {
-  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(request_, granted_at_, true);
+  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(key_, demand_, granted_at_, std::nullopt, true);
+}
+
+void FairScheduler::Permit::release_at(time_point now) {
+  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(key_, demand_, granted_at_, now, true);
 }
 
 void FairScheduler::Permit::release_uncharged() {
-  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(request_, granted_at_, false);
+  if (auto* s = std::exchange(scheduler_, nullptr)) s->release(key_, demand_, granted_at_, std::nullopt, false);
 }
 
 // ---- Ticket -----------------------------------------------------------------

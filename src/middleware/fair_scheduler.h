@@ -33,12 +33,15 @@
 //
 // Thread safety: every method of FairScheduler, Permit and Ticket is safe
 // from any thread (one internal mutex, never held while calling back into
-// user code). A single Permit or Ticket object is not itself shared between
+// user code). While nobody waits, acquire() takes a free permit with one
+// atomic compare-and-swap and no lock (see in_use_); release() always locks,
+// to charge the key and to hand the permit to a waiter. A single Permit or Ticket object is not itself shared between
 // threads. The scheduler starts no threads and never sleeps; blocking is
 // only acquire()/Ticket::wait() waiting for a grant. It must outlive every
 // Permit and Ticket it issued.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -74,8 +77,17 @@ struct SchedulerOptions {
   static SchedulerOptions from_config(const Config& config);
 };
 
+// The scheduler tracks a key by its digest (topic_partition_key.h), so a
+// request, a waiter and a permit carry 8 bytes instead of copies of the
+// topic and key strings (two per handler call on the hot path).
+struct ScheduledKey {
+  ScheduledKey() = default;
+  ScheduledKey(const TopicPartitionKey& key) noexcept : digest(middleware::digest(key)) {}  // NOLINT: implicit by design
+  std::uint64_t digest = 0;
+};
+
 struct ScheduleRequest {
-  TopicPartitionKey key;
+  ScheduledKey key;
   DemandClass demand = DemandClass::normal;
   // When the work became ready; the wait boost counts from here. Empty =
   // the clock's now() when the request reaches the scheduler.
@@ -100,8 +112,7 @@ class FairScheduler {
   // the stop request wins (the caller gets the permit and may check stop).
   Result<Permit> acquire(ScheduleRequest request, std::stop_token stop = {});
 
-  // A permit now, if one is free. Free permits imply nobody waits (grants
-  // are handed over at release), so this never jumps the queue.
+  // A permit now, if one is free and nobody waits: it never jumps the queue.
   std::optional<Permit> try_acquire(ScheduleRequest request);
 
   // Joins the queue without blocking. `on_granted` (optional) runs once,
@@ -138,7 +149,12 @@ class FairScheduler {
     void add(double seconds, time_point now) noexcept;
   };
 
-  void release(const ScheduleRequest& request, time_point granted_at, bool charge);
+  void release(ScheduledKey key, DemandClass demand, time_point granted_at, std::optional<time_point> ended_at,
+               bool charge);
+  // Takes a free permit without the lock, if nobody waits.
+  bool try_take_free_permit() noexcept;
+  // Takes a free permit; caller holds mutex_ (so no waiter is being added).
+  bool take_free_permit_locked() noexcept;
   // Grants free permits to the best waiters; returns those granted so the
   // caller can wake them after unlocking.
   void dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted);
@@ -157,7 +173,15 @@ class FairScheduler {
   const std::shared_ptr<const Clock> clock_;
 
   mutable std::mutex mutex_;
-  int in_use_ = 0;                                                 // guarded by mutex_
+  // Permits held. Taken by compare-and-swap (lock-free while nobody
+  // waits), given back only under mutex_. waiting_ mirrors the two lists'
+  // total, written under mutex_: the lock-free path reads it first and backs
+  // off to the lock when anyone waits, so it never jumps the queue. A
+  // request that finds no free permit enqueues under mutex_ and re-checks
+  // in_use_ there, and every release hands out permits under mutex_, so no
+  // waiter is left behind with a permit free.
+  std::atomic<int> in_use_{0};
+  std::atomic<std::size_t> waiting_{0};
   std::uint64_t next_seq_ = 0;                                     // guarded by mutex_
   WaitList waiting_normal_;                                        // guarded by mutex_, in arrival order
   WaitList waiting_failure_;                                       // guarded by mutex_, in arrival order
@@ -187,17 +211,26 @@ class FairScheduler::Permit {
   // engine dropped the work after the grant).
   void release_uncharged();
 
-  const ScheduleRequest& request() const noexcept { return request_; }
+  // Same as release(), with the clock already read by the caller at the
+  // end of the call (one read instead of two on the hot path).
+  void release_at(time_point now);
+
+  DemandClass demand() const noexcept { return demand_; }
   time_point granted_at() const noexcept { return granted_at_; }
+  // Granted at once, without waiting: granted_at() is then the moment the
+  // caller asked, so the caller may use it as "now".
+  bool immediate() const noexcept { return immediate_; }
 
  private:
   friend class FairScheduler;
-  Permit(FairScheduler* s, ScheduleRequest request, time_point granted_at)
-      : scheduler_(s), request_(std::move(request)), granted_at_(granted_at) {}
+  Permit(FairScheduler* s, const ScheduleRequest& request, time_point granted_at, bool immediate)
+      : scheduler_(s), key_(request.key), demand_(request.demand), granted_at_(granted_at), immediate_(immediate) {}
 
   FairScheduler* scheduler_ = nullptr;
-  ScheduleRequest request_;
+  ScheduledKey key_;
+  DemandClass demand_ = DemandClass::normal;
   time_point granted_at_{};
+  bool immediate_ = false;
 };
 
 // A place in the queue. Destroying (or cancel()ing) it leaves the queue, or

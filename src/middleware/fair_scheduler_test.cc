@@ -75,6 +75,39 @@ TEST(FairScheduler, ReleaseChargesHandlerTimeToKeyAndClass) {
   EXPECT_NEAR(s.virtual_time_seconds(key("a")), 3.0 * std::exp2(-12.0 / 120), 1e-12);
 }
 
+TEST(FairScheduler, ReleaseAtChargesUpToTheGivenEndAndImmediateTellsAFreeGrant) {
+  Fixture f;
+  FairScheduler s(with_concurrency(1), f.clock);
+  const auto t0 = f.clock->now();
+  auto p = s.try_acquire(normal("a"));
+  ASSERT_TRUE(p.has_value());
+  EXPECT_TRUE(p->immediate());
+  EXPECT_EQ(p->granted_at(), t0);
+  f.clock->advance(5s);
+  p->release_at(t0 + 2s);  // the handler ended at +2 s; releasing later does not charge more
+  EXPECT_NEAR(s.virtual_time_seconds(key("a")), 2.0 * std::exp2(-3.0 / 120), 1e-12);
+  // A request that had to queue is granted by someone else's release: not immediate.
+  auto holder = s.try_acquire(normal("h"));
+  auto ticket = s.enqueue(normal("w"));
+  holder->release();
+  auto granted = ticket.take();
+  ASSERT_TRUE(granted.has_value());
+  EXPECT_FALSE(granted->immediate());
+}
+
+TEST(FairScheduler, AFreedPermitGoesToTheQueueNotToALaterArrival) {
+  Fixture f;
+  FairScheduler s(with_concurrency(1), f.clock);
+  auto holder = s.try_acquire(normal("h"));
+  std::vector<std::string> order;
+  auto queued = s.enqueue(normal("queued"), [&] { order.push_back("queued"); });
+  holder->release();  // hands the permit to the waiter...
+  EXPECT_FALSE(s.try_acquire(normal("late")).has_value());  // ...so the lock-free path finds none
+  ASSERT_EQ(order, std::vector<std::string>{"queued"});
+  queued.take()->release();
+  EXPECT_TRUE(s.try_acquire(normal("late")).has_value());
+}
+
 TEST(FairScheduler, VirtualTimeDecaysWithA120sHalfLifeBeforeAdding) {
   Fixture f;
   FairScheduler s(with_concurrency(1), f.clock);
@@ -258,7 +291,7 @@ TEST(FairScheduler, WorkConservingWhenOnlyOneClassWaits) {
   EXPECT_TRUE(t.granted());  // ...but runs when it is alone
   auto p = t.take();
   ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(p->request().demand, DemandClass::failure);
+  EXPECT_EQ(p->demand(), DemandClass::failure);
 }
 
 TEST(FairScheduler, CancelledTicketLeavesTheQueueAndUntakenGrantsPassOn) {
@@ -349,7 +382,7 @@ double simulate_failure_share(double failure_weight, int concurrency, int picks,
         ++it;
         continue;
       }
-      const DemandClass c = p->request().demand;
+      const DemandClass c = p->demand();
       const auto d = c == DemandClass::normal ? normal_duration : failure_duration;
       time[c == DemandClass::failure] += std::chrono::duration<double>(d).count();
       ++granted;
@@ -461,6 +494,41 @@ TEST(FairSchedulerThreads, StopTokenCancelsAWaiter) {
   EXPECT_TRUE(s.try_acquire(normal("next")).has_value());
 }
 
+// The lock-free grant path against the locked queue: many threads contend
+// for few permits; never more than max_concurrency are held, and every
+// acquire returns (a waiter left behind with a permit free would hang).
+TEST(FairSchedulerThreads, ContendedAcquireNeverExceedsTheLimitAndNeverStrands) {
+  auto clock = std::make_shared<ManualClock>();
+  constexpr int kPermits = 3;
+  FairScheduler s(with_concurrency(kPermits), clock);
+  std::atomic<int> held{0};
+  std::atomic<int> most{0};
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 3000; ++i) {
+        auto p = s.acquire(t % 3 == 0 ? failure("k" + std::to_string(i % 17)) : normal("k" + std::to_string(i % 17)));
+        ASSERT_TRUE(p.ok());
+        const int now_held = ++held;
+        int seen = most.load();
+        while (now_held > seen && !most.compare_exchange_weak(seen, now_held)) {
+        }
+        if (i % 7 == 0) std::this_thread::yield();
+        --held;
+      }
+      ++done;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(done.load(), 8);
+  EXPECT_LE(most.load(), kPermits);
+  EXPECT_GE(most.load(), 1);
+  const auto snap = s.snapshot();
+  EXPECT_EQ(snap.in_use, 0);
+  EXPECT_EQ(snap.waiting_normal + snap.waiting_failure, 0u);
+}
+
 TEST(FairSchedulerThreads, BlockedWaiterIsGrantedOnRelease) {
   auto clock = std::make_shared<ManualClock>();
   FairScheduler s(with_concurrency(1), clock);
@@ -468,7 +536,7 @@ TEST(FairSchedulerThreads, BlockedWaiterIsGrantedOnRelease) {
   std::atomic<bool> got{false};
   std::thread waiter([&] {
     auto p = s.acquire(failure("w"));
-    got = p.ok() && p->request().demand == DemandClass::failure;
+    got = p.ok() && p->demand() == DemandClass::failure;
   });
   while (s.snapshot().waiting_failure == 0) std::this_thread::yield();
   EXPECT_FALSE(got.load());

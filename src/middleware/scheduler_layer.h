@@ -17,7 +17,17 @@ class SchedulerLayer final : public Layer {
   Status handle(Invocation& inv, const Next& next) const override {
     auto permit = scheduler_.acquire(ScheduleRequest{inv.tpk, inv.demand, std::nullopt}, inv.abandon);
     if (!permit) return Error::transient("cancelled while waiting for a handler slot", ErrorCode::shut_down);
-    return next(inv);  // the permit is released (and charged) on return
+    // A permit that waited was granted by another thread before this one
+    // woke: its grant time is not "now" here, so the inner layers read the
+    // clock themselves.
+    if (permit->immediate()) inv.permit_granted_at = permit->granted_at();
+    inv.handler_ended_at.reset();
+    Status result = next(inv);
+    inv.permit_granted_at.reset();
+    // Charged up to the handler's end as the telemetry layer read it (or,
+    // had it not run, up to now when the permit goes).
+    if (inv.handler_ended_at) permit->release_at(*inv.handler_ended_at);
+    return result;
   }
   std::string_view name() const override { return "scheduler"; }
 

@@ -25,11 +25,12 @@ class TelemetryLayer final : public Layer {
   TelemetryLayer(Sinks sinks, std::shared_ptr<Clock> clock) : sinks_(std::move(sinks)), clock_(std::move(clock)) {}
 
   Status handle(Invocation& inv, const Next& next) const override {
-    const auto start = clock_->now();
+    const auto start = inv.permit_granted_at ? *inv.permit_granted_at : clock_->now();
     if (sinks_.monopolization) sinks_.monopolization->on_invoked(inv.tpk, start);
     ++inv.handler_attempts;
     Status result = next(inv);
     const auto end = clock_->now();
+    inv.handler_ended_at = end;
     if (sinks_.monopolization) sinks_.monopolization->on_completed(inv.tpk, end);
     if (sinks_.failures && inv.kind == EventKind::message) {
       if (result.ok()) {

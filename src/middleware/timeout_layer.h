@@ -18,7 +18,8 @@ class TimeoutLayer final : public Layer {
  public:
   explicit TimeoutLayer(std::shared_ptr<Clock> clock) : clock_(std::move(clock)) {}
   Status handle(Invocation& inv, const Next& next) const override {
-    inv.slot->begin(inv.tpk.key, *inv.partition, inv.handler_attempts, clock_->now());
+    const auto start = inv.permit_granted_at ? *inv.permit_granted_at : clock_->now();
+    inv.slot->begin(inv.tpk.key, *inv.partition, inv.handler_attempts, start);
     Status result = next(inv);
     inv.slot->end();
     return result;
