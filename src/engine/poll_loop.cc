@@ -80,6 +80,8 @@ bool Engine::read_partitions() {
   bool got_any = false;
   constexpr int kBatch = 512;
   rd_kafka_message_t* batch[kBatch];
+  std::vector<detail::RecordPtr> records;
+  records.reserve(kIngestChunk);
   std::vector<ReadyItem> ready;
   for (auto& p : parts) {
     int capacity;
@@ -100,8 +102,10 @@ bool Engine::read_partitions() {
           continue;
         }
         got_any = true;
-        ingest(*p, p, detail::make_record(std::move(msg), &p->topic), ready);
+        records.push_back(detail::make_record(std::move(msg), &p->topic));
+        if (records.size() == kIngestChunk) ingest(*p, p, records, ready);
       }
+      ingest(*p, p, records, ready);
       ready_.push_all(ready);
     }
     apply_backpressure(*p);
@@ -109,11 +113,26 @@ bool Engine::read_partitions() {
   return got_any;
 }
 
+void Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& self,
+                    std::vector<detail::RecordPtr>& records, std::vector<ReadyItem>& ready) {
+  if (records.empty()) return;
+  const auto now = clock_->now();
+  std::lock_guard l(p.mutex);
+  for (auto& rec : records) ingest_locked(p, self, std::move(rec), now, ready);
+  records.clear();
+}
+
 bool Engine::ingest(PartitionState& p, const std::shared_ptr<PartitionState>& self, detail::RecordPtr rec,
                     std::vector<ReadyItem>& ready) {
+  const auto now = clock_->now();
   std::lock_guard l(p.mutex);
+  return ingest_locked(p, self, std::move(rec), now, ready);
+}
+
+bool Engine::ingest_locked(PartitionState& p, const std::shared_ptr<PartitionState>& self, detail::RecordPtr rec,
+                           Clock::steady_time now, std::vector<ReadyItem>& ready) {
   if (p.revoked) return false;
-  if (!p.tracker.take(rec->offset, clock_->now())) {
+  if (!p.tracker.take(rec->offset, now)) {
     // Already seen (a re-fetch after pause/seek): keep the first copy.
     log_->debug("dropping re-delivered record {}[{}]@{}", p.topic, p.partition.value(), rec->offset.value());
     return false;
