@@ -57,8 +57,10 @@ class Producer {
                              const Headers& headers = {}, std::stop_token stop = {}) {
     return send(topic, key, payload.dump(), headers, std::move(stop));
   }
-  // Enqueues and returns; `on_delivery` (may be empty) gets the outcome later. Returns an
-  // error only if the record could not be enqueued within send_timeout.
+  // Enqueues and returns; `on_delivery` (may be empty) gets the outcome later, once. Returns an
+  // error only if the record could not be enqueued within send_timeout. A record still
+  // undelivered when the producer is destroyed (after up to 10 s of flushing) is reported
+  // as failed with ErrorCode::shut_down.
   virtual Status send_async(std::string_view topic, std::string_view key, std::string_view payload,
                             const Headers& headers, DeliveryCallback on_delivery) = 0;
 

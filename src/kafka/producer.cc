@@ -59,6 +59,10 @@ ErrorCode code_for(rd_kafka_resp_err_t err) {
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return ErrorCode::topic_missing;
     case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__TIMED_OUT: return ErrorCode::timed_out;
+    // Only the destructor purges: the producer closed before the record was
+    // acknowledged (one purged in flight may still have been written).
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT: return ErrorCode::shut_down;
     default: return ErrorCode::kafka;
   }
 }
@@ -90,7 +94,17 @@ KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeou
 KafkaProducer::~KafkaProducer() {
   if (handle_ && main_queue_) {
     if (!flush(milliseconds(10000))) {
-      prosody::logger()->warn("producer closed with {} record(s) undelivered", rd_kafka_outq_len(handle_.get()));
+      const int undelivered = rd_kafka_outq_len(handle_.get());
+      // rd_kafka_destroy would free the records still queued or in flight
+      // without a delivery report, so their callbacks would never run (their
+      // states are freed with the pool either way). Purged, each is reported
+      // as failed through the usual path, and flushing again waits until the
+      // delivery thread has served those reports: every accepted send gets
+      // exactly one callback.
+      rd_kafka_purge(handle_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      const bool reported = static_cast<bool>(flush(milliseconds(5000)));
+      prosody::logger()->warn("producer closed with {} record(s) undelivered{}", undelivered,
+                              reported ? ", each reported as purged" : "; some callbacks not called");
     }
   }
   stop_.request_stop();

@@ -113,8 +113,10 @@ class KafkaProducer final : public Producer {
   const std::chrono::milliseconds send_timeout_;
   const std::shared_ptr<Clock> clock_;
   // The state pool. Declared before handle_: the states of records still
-  // queued when librdkafka is destroyed (flush timed out) stay valid until
-  // it is gone; their callbacks are then dropped uncalled.
+  // queued when librdkafka is destroyed stay valid until it is gone. (The
+  // destructor purges what its flush left, so normally there are none; if
+  // even the purged reports are not served in time, those callbacks are
+  // dropped uncalled and freed with the pool.)
   std::mutex states_mutex_;                                     // senders only
   std::vector<std::unique_ptr<DeliveryState[]>> state_blocks_;  // guarded by states_mutex_
   DeliveryState* free_states_ = nullptr;                        // guarded by states_mutex_

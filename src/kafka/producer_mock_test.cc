@@ -1,8 +1,8 @@
 // KafkaProducer on the in-process mock cluster: the `source-system` header
 // (ours replaces a caller's), delivery reports with and without a callback,
 // several topics through the topic-handle cache, the pooled delivery states,
-// a malformed topic name, and the bounded wait on a full local queue
-// (simulated clock, no sleeps).
+// a malformed topic name, the bounded wait on a full local queue
+// (simulated clock, no sleeps), and closing with records undelivered.
 #include "kafka/producer.h"
 
 #include <atomic>
@@ -213,6 +213,39 @@ TEST(KafkaProducer, FullQueueWaitsSendTimeoutOnTheClockThenFailsWithQueueFull) {
   const auto d = f.get();
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), ErrorCode::timed_out);
+}
+
+TEST(KafkaProducer, ClosingWithUndeliveredRecordsReportsEachOnceAsShutDownAndKeepsNothing) {
+  // Nothing listens on the discard port and the message timeout is far off:
+  // the records are still queued when the destructor's flush gives up. They
+  // used to be freed by rd_kafka_destroy without a report, their callbacks
+  // never called; now each is purged and reported once, and nothing the
+  // callbacks captured outlives the producer (the ASan build checks leaks).
+  ProducerSettings s;
+  s.bootstrap_servers = "127.0.0.1:9";
+  s.client_id = "producer-mock-test-close";
+  s.kafka_properties = {{"message.timeout.ms", "300000"}};
+  auto p = make(s);
+  ASSERT_TRUE(p);
+  auto token = std::make_shared<int>(0);
+  std::atomic<int> delivered{0};
+  std::atomic<int> shut_down{0};
+  std::atomic<int> other{0};
+  constexpr int kRecords = 50;
+  for (int i = 0; i < kRecords; ++i) {
+    ASSERT_TRUE(p->send_async("t", "k" + std::to_string(i), "{}", {}, [&, token](Result<Delivery> d) {
+      if (d) ++delivered;
+      else if (d.error().code() == ErrorCode::shut_down) ++shut_down;
+      else ++other;
+    }));
+  }
+  ASSERT_TRUE(p->send_async("t", "no-callback", "{}", {}, DeliveryCallback{}));
+  EXPECT_FALSE(p->flush(50ms));
+  p.reset();  // waits its own flush (10 s) out, then purges
+  EXPECT_EQ(delivered.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(shut_down.load(), kRecords);
+  EXPECT_EQ(token.use_count(), 1);
 }
 
 }  // namespace
