@@ -75,13 +75,13 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_v
 }  // namespace
 
 // Per-record delivery state, handed to librdkafka as the message opaque and
-// back to us on the delivery thread, then back to the pool. librdkafka's
-// internal hand-off is invisible to ThreadSanitizer, so the release/acquire
-// pair on `published` states the happens-before edge explicitly (it costs
-// nothing measurable); the way back is the release/acquire pair on
-// returned_states_.
+// back to us on the delivery thread, then back to the pool. The way out is
+// ordered by librdkafka's own locks (rd_kafka_producev queues the record
+// under its partition's lock, the broker thread moves it under that lock
+// and queues the report under the report queue's lock, which our poll
+// takes); ThreadSanitizer sees them through tests/support/tsan_c11_threads.cc.
+// The way back is the release/acquire pair on returned_states_.
 struct KafkaProducer::DeliveryState {
-  std::atomic<bool> published{false};
   DeliveryCallback callback;      // set by a sender, emptied on the delivery thread once called
   DeliveryState* next = nullptr;  // free list, or the chain handed back
 };
@@ -184,7 +184,7 @@ KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m
                                                      const char*& topic) {
   // No state: a fire-and-forget send_async, nobody wants the report.
   auto* state = static_cast<DeliveryState*>(m._private);
-  if (!state || !state->published.load(std::memory_order_acquire)) return nullptr;
+  if (!state) return nullptr;
   auto& cb = state->callback;
   if (m.rkt != rkt) {  // an event holds one partition's records: one lookup
     rkt = m.rkt;
@@ -197,7 +197,6 @@ KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m
   }
   // The callback's captures end here, on the delivery thread, as before.
   cb = nullptr;
-  state->published.store(false, std::memory_order_relaxed);
   return state;
 }
 
@@ -222,7 +221,6 @@ KafkaProducer::DeliveryState* KafkaProducer::acquire_state(DeliveryCallback&& cb
   }
   s->next = nullptr;
   s->callback = std::move(cb);
-  s->published.store(true, std::memory_order_release);
   return s;
 }
 
@@ -326,7 +324,6 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
     ~StateOwner() {
       if (state == nullptr) return;
       state->callback = nullptr;
-      state->published.store(false, std::memory_order_relaxed);
       producer->recycle_states(state, state);
     }
   } state{this, on_delivery ? acquire_state(std::move(on_delivery)) : nullptr};
