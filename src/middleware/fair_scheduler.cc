@@ -80,16 +80,9 @@ FairScheduler::~FairScheduler() {
   assert(in_use_.load() == 0 && waiting_normal_.empty() && waiting_failure_.empty());
 }
 
-bool FairScheduler::try_take_free_permit() noexcept {
-  if (waiting_.load() != 0) return false;
-  int held = in_use_.load();
-  while (held < options_.max_concurrency) {
-    if (in_use_.compare_exchange_weak(held, held + 1)) return true;
-  }
-  return false;
-}
+bool FairScheduler::try_take_free_permit() noexcept { return waiting_.load() == 0 && take_free_permit(); }
 
-bool FairScheduler::take_free_permit_locked() noexcept {
+bool FairScheduler::take_free_permit() noexcept {
   int held = in_use_.load();
   while (held < options_.max_concurrency) {
     if (in_use_.compare_exchange_weak(held, held + 1)) return true;
@@ -128,7 +121,7 @@ Result<FairScheduler::Permit> FairScheduler::acquire(ScheduleRequest request, st
     const time_point now = clock_->now();
     // A permit freed since the check above goes to the queue's best
     // request, which may be this one (dispatch below), never past it.
-    if (waiting_normal_.empty() && waiting_failure_.empty() && take_free_permit_locked()) {
+    if (waiting_normal_.empty() && waiting_failure_.empty() && take_free_permit()) {
       return Permit(this, request, now, true);
     }
     w = make_waiter_locked(std::move(request), {}, now);
@@ -230,7 +223,7 @@ void FairScheduler::release(ScheduledKey key, DemandClass demand, time_point gra
 }
 
 void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted) {
-  while (!(waiting_normal_.empty() && waiting_failure_.empty()) && take_free_permit_locked()) {
+  while (!(waiting_normal_.empty() && waiting_failure_.empty()) && take_free_permit()) {
     std::shared_ptr<Waiter> w = pick_locked(now);
     w->state = Waiter::State::granted;
     w->granted_at = now;

@@ -153,8 +153,9 @@ class FairScheduler {
                bool charge);
   // Takes a free permit without the lock, if nobody waits.
   bool try_take_free_permit() noexcept;
-  // Takes a free permit; caller holds mutex_ (so no waiter is being added).
-  bool take_free_permit_locked() noexcept;
+  // Takes a free permit whether or not anyone waits (compare-and-swap);
+  // callers under mutex_ use it after checking the wait lists themselves.
+  bool take_free_permit() noexcept;
   // Grants free permits to the best waiters; returns those granted so the
   // caller can wake them after unlocking.
   void dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted);
