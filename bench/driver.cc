@@ -265,14 +265,31 @@ class Recorder {
     return true;
   }
 
+  // The concurrency the run can reach (min(max_concurrency, keys)); set
+  // before the run starts: ramp_s is the time until it is first reached.
+  void set_full_concurrency(std::int64_t n) { full_ = n; }
+
   // Handler concurrency as the handler itself sees it (high-water mark).
-  void enter() {
+  // enter() returns the wall clock it read; leave() takes it back to add the
+  // handler's time to the busy total (busy / wall = mean handlers in flight,
+  // which tells a slow ramp-up or tail from slow dispatch in between).
+  std::int64_t enter() {
+    const std::int64_t t = wall_us();
     const std::int64_t now = in_flight_.fetch_add(1, std::memory_order_relaxed) + 1;
     std::int64_t m = max_in_flight_.load(std::memory_order_relaxed);
     while (now > m && !max_in_flight_.compare_exchange_weak(m, now, std::memory_order_relaxed)) {
     }
+    if (full_ > 0 && now >= full_ && first_full_us_.load(std::memory_order_relaxed) == 0) {
+      std::int64_t unset = 0;
+      first_full_us_.compare_exchange_strong(unset, t, std::memory_order_relaxed);
+    }
+    last_enter_us_.store(t, std::memory_order_relaxed);
+    return t;
   }
-  void leave() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  void leave(std::int64_t entered_us) {
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    busy_us_.fetch_add(wall_us() - entered_us, std::memory_order_relaxed);
+  }
 
   // The handler finished a first delivery.
   void on_done() {
@@ -315,11 +332,18 @@ class Recorder {
     r["duplicates"] = duplicates_.load();
     r["unexpected"] = unexpected_.load();
     r["max_in_flight_seen"] = max_in_flight_.load();
+    r["handler_busy_s"] = static_cast<double>(busy_us_.load()) / 1e6;
     if (first_set_) {
       const double wall = seconds(last_at_ - first_at_);
       r["startup_s"] = seconds(first_at_ - t0);
       r["wall_s"] = wall;
       r["records_per_s"] = wall > 0 ? static_cast<double>(done) / wall : 0.0;
+      if (wall > 0) r["mean_in_flight"] = static_cast<double>(busy_us_.load()) / 1e6 / wall;
+      const std::int64_t first_us = first_wall_us_.load();
+      // First start -> the full concurrency first reached; last handler
+      // start -> the end: the ramp-up and the tail of the run.
+      if (const auto full = first_full_us_.load(); full > 0) r["ramp_s"] = static_cast<double>(full - first_us) / 1e6;
+      if (const auto last = last_enter_us_.load(); last > 0) r["tail_s"] = wall - static_cast<double>(last - first_us) / 1e6;
       r["cpu_s"] = last_cpu_ - first_cpu_;
       if (done > 0) r["cpu_us_per_record"] = (last_cpu_ - first_cpu_) * 1e6 / static_cast<double>(done);
     }
@@ -363,6 +387,10 @@ class Recorder {
   std::atomic<std::int64_t> unexpected_{0};
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<std::int64_t> max_in_flight_{0};
+  std::atomic<std::int64_t> busy_us_{0};
+  std::int64_t full_ = 0;  // the concurrency the run aims at (0: unknown)
+  std::atomic<std::int64_t> first_full_us_{0};
+  std::atomic<std::int64_t> last_enter_us_{0};
   std::atomic<bool> started_{false};
   std::atomic<std::int64_t> first_wall_us_{0};
   std::array<std::atomic<std::int64_t>, 3600> max_per_second_{};
@@ -930,9 +958,9 @@ class BenchHandler final : public prosody::EventHandler {
     const std::int64_t off = m.offset().value();
     const bool first =
         rec_.on_start(p, off, std::chrono::duration_cast<std::chrono::milliseconds>(m.timestamp().time_since_epoch()).count());
-    rec_.enter();
+    const std::int64_t entered = rec_.enter();
     if (wait_.any()) sleep_us(wait_.for_record(p, off));
-    rec_.leave();
+    rec_.leave(entered);
     if (first) rec_.on_done();
     return prosody::ok_status();
   }
@@ -965,6 +993,7 @@ json consume_cpp(const Options& o, const Layout& layout, bool live, const WaitSp
   for (const auto& [k, v] : prefetch_tuning(o)) c.with_kafka_property(k, v);
   r["extra_properties"] = o.consumer_properties;
   r["max_concurrency"] = c.max_concurrency();
+  rec.set_full_concurrency(c.max_concurrency());  // fewer keys never reach it: no ramp_s then
   r["max_uncommitted"] = c.max_uncommitted();
   r["max_enqueued_per_key"] = c.max_enqueued_per_key();
   auto client = prosody::Client::create(c);
