@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <iterator>
 #include <limits>
 
 namespace prosody::middleware {
@@ -36,22 +37,66 @@ SchedulerOptions SchedulerOptions::from_config(const Config& config) {
 }
 
 // One request's queue entry, shared by the queue, its Ticket and the thread
-// that grants it. All fields are guarded by the scheduler's mutex.
+// that grants it. Guarded by the scheduler's mutex, except that the waiting
+// thread reads `state` (and then granted_at) without it: the granting thread
+// writes both under the mutex, publishes `state` with a release store and
+// then bumps `wakeups`, the word the waiter sleeps on. The owner (the
+// acquiring thread, or the Ticket's holder) alone moves granted -> taken.
 struct FairScheduler::Waiter {
   enum class State { waiting, granted, taken, abandoned };
 
-  ScheduleRequest request;
+  ScheduleRequest request;  // enqueued_at always set
   std::uint64_t seq = 0;
   // The key's VT at enqueue times 2^((its timestamp - decay_base_) / half-life):
   // multiplied by 2^(-(now - decay_base_) / half-life) it is the VT decayed
   // to now, the same factor for every waiter.
   double vt_scaled = 0;
-  State state = State::waiting;
+  std::atomic<State> state{State::waiting};
+  std::atomic<std::uint32_t> wakeups{0};  // bumped by a grant or a stop request
   time_point granted_at{};
   std::function<void()> on_granted;
-  WaitList::iterator position;  // valid while waiting
-  std::condition_variable_any cv;
+  WaitList::iterator ready_pos;  // valid while waiting
+  VtIndex::iterator vt_pos;      // valid while waiting
+
+  void wake() {
+    wakeups.fetch_add(1, std::memory_order_release);
+    wakeups.notify_one();
+  }
 };
+
+bool FairScheduler::ByVirtualTime::operator()(VtPosition a, VtPosition b) const noexcept {
+  if (a.vt_scaled != b.vt_scaled) return a.vt_scaled < b.vt_scaled;
+  return a.seq < b.seq;
+}
+
+FairScheduler::VtPosition FairScheduler::ByVirtualTime::position(const Waiter* w) noexcept {
+  return {w->vt_scaled, w->seq};
+}
+
+void FairScheduler::ClassQueue::insert(std::shared_ptr<Waiter> w) {
+  // Ready times nearly always arrive in order: the place is found from the
+  // back in a step or two.
+  auto pos = by_ready_time.end();
+  while (pos != by_ready_time.begin()) {
+    const auto prev = std::prev(pos);
+    if (*(*prev)->request.enqueued_at <= *w->request.enqueued_at) break;
+    pos = prev;
+  }
+  Waiter* raw = w.get();
+  raw->vt_pos = by_vt.insert(raw).first;
+  raw->ready_pos = by_ready_time.insert(pos, std::move(w));
+}
+
+std::shared_ptr<FairScheduler::Waiter> FairScheduler::ClassQueue::erase(Waiter& w) {
+  by_vt.erase(w.vt_pos);
+  std::shared_ptr<Waiter> owned = std::move(*w.ready_pos);
+  by_ready_time.erase(w.ready_pos);
+  return owned;
+}
+
+FairScheduler::ClassQueue& FairScheduler::queue_of(const Waiter& w) {
+  return w.request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
+}
 
 double FairScheduler::Decayed::at_time(time_point now) const noexcept {
   if (value == 0) return 0;
@@ -104,8 +149,7 @@ std::shared_ptr<FairScheduler::Waiter> FairScheduler::make_waiter_locked(Schedul
   w->request = std::move(request);
   w->seq = next_seq_++;
   w->on_granted = std::move(on_granted);
-  WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
-  w->position = list.insert(list.end(), w);
+  queue_of(*w).insert(w);
   waiting_.fetch_add(1);
   return w;
 }
@@ -150,49 +194,64 @@ FairScheduler::Ticket FairScheduler::enqueue(ScheduleRequest request, std::funct
 }
 
 Result<FairScheduler::Permit> FairScheduler::wait_for(const std::shared_ptr<Waiter>& w, std::stop_token stop) {
-  std::unique_lock lock(mutex_);
-  w->cv.wait(lock, stop, [&] { return w->state != Waiter::State::waiting; });
-  if (w->state == Waiter::State::granted) {
-    w->state = Waiter::State::taken;
+  using State = Waiter::State;
+  {
+    // The common way out, a grant, takes no lock: the granter published the
+    // state (release) before bumping `wakeups`, and `wakeups` is read before
+    // the state, so a grant after the check changes the word waited on.
+    std::stop_callback on_stop(stop, [&w] { w->wake(); });
+    for (;;) {
+      const std::uint32_t seen = w->wakeups.load(std::memory_order_acquire);
+      if (w->state.load(std::memory_order_acquire) != State::waiting || stop.stop_requested()) break;
+      w->wakeups.wait(seen, std::memory_order_acquire);
+    }
+  }
+  if (w->state.load(std::memory_order_acquire) == State::granted) {
+    w->state.store(State::taken, std::memory_order_relaxed);
     return Permit(this, w->request, w->granted_at, false);
   }
-  if (w->state == Waiter::State::waiting) {
-    WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
-    list.erase(w->position);
-    waiting_.fetch_sub(1);
-    w->state = Waiter::State::abandoned;
-    return Error::transient("cancelled while waiting for a scheduler permit", ErrorCode::cancelled);
+  std::lock_guard lock(mutex_);
+  switch (w->state.load(std::memory_order_relaxed)) {
+    case State::granted:  // a grant that raced the stop request wins
+      w->state.store(State::taken, std::memory_order_relaxed);
+      return Permit(this, w->request, w->granted_at, false);
+    case State::waiting:
+      queue_of(*w).erase(*w);
+      waiting_.fetch_sub(1);
+      w->state.store(State::abandoned, std::memory_order_relaxed);
+      return Error::transient("cancelled while waiting for a scheduler permit", ErrorCode::cancelled);
+    case State::taken:
+    case State::abandoned:
+      break;
   }
   return Error(ErrorClass::transient, ErrorCode::invalid_state, "scheduler ticket already used");
 }
 
 std::optional<FairScheduler::Permit> FairScheduler::take(const std::shared_ptr<Waiter>& w) {
   std::lock_guard lock(mutex_);
-  if (w->state != Waiter::State::granted) return std::nullopt;
-  w->state = Waiter::State::taken;
+  if (w->state.load(std::memory_order_relaxed) != Waiter::State::granted) return std::nullopt;
+  w->state.store(Waiter::State::taken, std::memory_order_relaxed);
   return Permit(this, w->request, w->granted_at, false);
 }
 
 bool FairScheduler::is_granted(const std::shared_ptr<Waiter>& w) const {
   std::lock_guard lock(mutex_);
-  return w->state == Waiter::State::granted;
+  return w->state.load(std::memory_order_relaxed) == Waiter::State::granted;
 }
 
 void FairScheduler::cancel(const std::shared_ptr<Waiter>& w) {
   std::vector<std::shared_ptr<Waiter>> granted;
   {
     std::lock_guard lock(mutex_);
-    switch (w->state) {
-      case Waiter::State::waiting: {
-        WaitList& list = w->request.demand == DemandClass::normal ? waiting_normal_ : waiting_failure_;
-        list.erase(w->position);
+    switch (w->state.load(std::memory_order_relaxed)) {
+      case Waiter::State::waiting:
+        queue_of(*w).erase(*w);
         waiting_.fetch_sub(1);
-        w->state = Waiter::State::abandoned;
+        w->state.store(Waiter::State::abandoned, std::memory_order_relaxed);
         return;
-      }
       case Waiter::State::granted:
         // Granted but never taken: the slot goes to the next waiter.
-        w->state = Waiter::State::abandoned;
+        w->state.store(Waiter::State::abandoned, std::memory_order_relaxed);
         in_use_.fetch_sub(1);
         dispatch_locked(clock_->now(), granted);
         break;
@@ -225,69 +284,96 @@ void FairScheduler::release(ScheduledKey key, DemandClass demand, time_point gra
 void FairScheduler::dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted) {
   while (!(waiting_normal_.empty() && waiting_failure_.empty()) && take_free_permit()) {
     std::shared_ptr<Waiter> w = pick_locked(now);
-    w->state = Waiter::State::granted;
     w->granted_at = now;
+    w->state.store(Waiter::State::granted, std::memory_order_release);
     granted.push_back(std::move(w));
   }
 }
 
 void FairScheduler::rebase_waiters_locked(time_point now) {
   const double factor = decay_factor(decay_base_, now);
-  for (WaitList* list : {&waiting_normal_, &waiting_failure_}) {
-    for (auto& w : *list) w->vt_scaled *= factor;
+  for (ClassQueue* queue : {&waiting_normal_, &waiting_failure_}) {
+    // Scaling every key alike keeps their order, but rounding may turn two
+    // neighbours equal, which the index would then order by arrival: rebuilt.
+    queue->by_vt.clear();
+    for (auto& w : queue->by_ready_time) {
+      w->vt_scaled *= factor;
+      w->vt_pos = queue->by_vt.insert(w.get()).first;
+    }
   }
   decay_base_ = now;
 }
 
-FairScheduler::WaitList::iterator FairScheduler::best_in_locked(WaitList& list, time_point now) {
+FairScheduler::Waiter* FairScheduler::best_in_locked(ClassQueue& queue, time_point now) {
   // Under constant contention the base is never reset by an empty queue;
   // an hour is 30 half-lives, far from overflowing a double.
   if (now - decay_base_ > std::chrono::hours(1)) rebase_waiters_locked(now);
   const double decay = decay_factor(decay_base_, now);
   const double max_wait = std::chrono::duration<double>(options_.max_wait).count();
-  auto best = list.end();
-  double best_priority = std::numeric_limits<double>::infinity();
-  for (auto it = list.begin(); it != list.end(); ++it) {
-    const Waiter& w = **it;
-    const double vt = w.vt_scaled * decay;
+  const auto wait_term = [&](const Waiter& w) {
     const double waited = std::max(0.0, seconds_between(*w.request.enqueued_at, now));
     const double boost = max_wait > 0 ? std::min(waited / max_wait, 1.0) : 1.0;
-    const double priority = vt - options_.wait_weight * boost * boost;
-    // Strictly lower: the list is in arrival order, so ties keep the earlier.
-    if (best == list.end() || priority < best_priority) {
-      best = it;
+    return options_.wait_weight * boost * boost;
+  };
+  // No waiter's wait term exceeds the oldest one's, and VTs are never
+  // negative, so a waiter's priority is at least vt - largest_term, a bound
+  // that only grows along the VT index. Once it is above the best priority
+  // found nobody further on can win. Where it equals the best, a waiter can
+  // at most tie, and a tie only wins with an earlier arrival: the rest of a
+  // run of equal VTs arrived later still (the index orders a run by
+  // arrival), so it is stepped over at once - with fresh keys everybody has
+  // VT 0, and the walk is one step. The result is the full scan's, ties
+  // included (lowest priority, then earliest arrival). A negative wait
+  // weight (rejected by Config::validate) would break the bound: then every
+  // waiter is looked at.
+  const double largest_term = wait_term(*queue.by_ready_time.front());
+  const bool bounded = options_.wait_weight >= 0;
+  Waiter* best = nullptr;
+  double best_priority = std::numeric_limits<double>::infinity();
+  for (auto it = queue.by_vt.begin(); it != queue.by_vt.end();) {
+    Waiter* w = *it;
+    const double vt = w->vt_scaled * decay;
+    if (bounded && best != nullptr) {
+      const double lower = vt - largest_term;
+      if (lower > best_priority) break;
+      if (lower == best_priority && w->seq > best->seq) {
+        it = queue.by_vt.upper_bound(VtPosition{w->vt_scaled, std::numeric_limits<std::uint64_t>::max()});
+        continue;
+      }
+    }
+    const double priority = vt - wait_term(*w);
+    if (best == nullptr || priority < best_priority || (priority == best_priority && w->seq < best->seq)) {
+      best = w;
       best_priority = priority;
     }
+    ++it;
   }
   return best;
 }
 
 std::shared_ptr<FairScheduler::Waiter> FairScheduler::pick_locked(time_point now) {
-  WaitList* list = nullptr;
+  ClassQueue* queue = nullptr;
   if (waiting_normal_.empty() && waiting_failure_.empty()) return nullptr;
   if (waiting_failure_.empty()) {
-    list = &waiting_normal_;
+    queue = &waiting_normal_;
   } else if (waiting_normal_.empty()) {
-    list = &waiting_failure_;
+    queue = &waiting_failure_;
   } else {
     constexpr double inf = std::numeric_limits<double>::infinity();
     const double w = options_.failure_weight;
     const double normal_score = w >= 1.0 ? inf : success_time_.at_time(now) / (1.0 - w);
     const double failure_score = w <= 0.0 ? inf : failure_time_.at_time(now) / w;
-    list = failure_score < normal_score ? &waiting_failure_ : &waiting_normal_;
+    queue = failure_score < normal_score ? &waiting_failure_ : &waiting_normal_;
   }
-  auto it = best_in_locked(*list, now);
-  std::shared_ptr<Waiter> w = std::move(*it);
-  list->erase(it);
+  std::shared_ptr<Waiter> w = queue->erase(*best_in_locked(*queue, now));
   waiting_.fetch_sub(1);
   return w;
 }
 
 void FairScheduler::wake(std::vector<std::shared_ptr<Waiter>>& granted) {
   for (auto& w : granted) {
-    // The waiter's cv is paired with the scheduler mutex, and the state
-    // change happened under it, so a notify after unlocking cannot be lost.
-    w->cv.notify_one();
+    // After unlocking: the woken thread does not need the mutex to leave.
+    w->wake();
     if (w->on_granted) {
       auto callback = std::move(w->on_granted);
       callback();
@@ -301,8 +387,8 @@ FairScheduler::Snapshot FairScheduler::snapshot() const {
   Snapshot s;
   s.max_concurrency = options_.max_concurrency;
   s.in_use = in_use_.load();
-  s.waiting_normal = waiting_normal_.size();
-  s.waiting_failure = waiting_failure_.size();
+  s.waiting_normal = waiting_normal_.by_ready_time.size();
+  s.waiting_failure = waiting_failure_.by_ready_time.size();
   s.success_seconds = success_time_.at_time(now);
   s.failure_seconds = failure_time_.at_time(now);
   s.tracked_keys = vt_.size();

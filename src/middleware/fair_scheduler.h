@@ -29,21 +29,23 @@
 //
 // Event-driven callers use enqueue(), which returns a Ticket at once and
 // calls `on_granted` when the permit is theirs; Ticket::take() then yields
-// the Permit. Selection is O(waiting requests) per grant.
+// the Permit. Selection is O(log waiting) per grant while waits are short
+// next to VT differences, up to O(waiting) when boosts dominate.
 //
 // Thread safety: every method of FairScheduler, Permit and Ticket is safe
 // from any thread (one internal mutex, never held while calling back into
 // user code). While nobody waits, acquire() takes a free permit with one
 // atomic compare-and-swap and no lock (see in_use_); release() always locks,
-// to charge the key and to hand the permit to a waiter. A single Permit or Ticket object is not itself shared between
-// threads. The scheduler starts no threads and never sleeps; blocking is
-// only acquire()/Ticket::wait() waiting for a grant. It must outlive every
-// Permit and Ticket it issued.
+// to charge the key and to hand the permit to a waiter. A granted waiter
+// wakes on a futex of its own (std::atomic::wait) and returns without
+// taking the mutex again. A single Permit or Ticket object is not itself
+// shared between threads. The scheduler starts no threads and never sleeps;
+// blocking is only acquire()/Ticket::wait() waiting for a grant. It must
+// outlive every Permit and Ticket it issued.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -51,6 +53,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stop_token>
 #include <string_view>
 #include <vector>
@@ -139,7 +142,34 @@ class FairScheduler {
 
  private:
   struct Waiter;
+  // Waiters of one demand class, indexed twice: by (VT snapshot, arrival)
+  // to find the lowest VT at once, and by (ready time, arrival) to know the
+  // largest wait boost anyone in the class has. Selection walks the VT
+  // index only while a waiter there could still beat the best found, which
+  // with ordinary waits (boosts far below VT differences) is one or two
+  // entries instead of every waiter (best_in_locked; the full scan was 12 %
+  // of the CPU with 300 threads waiting, bench/PROFILE.md "Session 6").
+  struct VtPosition {
+    double vt_scaled;
+    std::uint64_t seq;
+  };
+  struct ByVirtualTime {
+    using is_transparent = void;  // upper_bound by a bare position
+    static VtPosition position(const Waiter* w) noexcept;
+    bool operator()(VtPosition a, VtPosition b) const noexcept;
+    bool operator()(const Waiter* a, const Waiter* b) const noexcept { return (*this)(position(a), position(b)); }
+    bool operator()(const Waiter* a, VtPosition b) const noexcept { return (*this)(position(a), b); }
+    bool operator()(VtPosition a, const Waiter* b) const noexcept { return (*this)(a, position(b)); }
+  };
+  using VtIndex = std::set<Waiter*, ByVirtualTime>;
   using WaitList = std::list<std::shared_ptr<Waiter>>;
+  struct ClassQueue {
+    WaitList by_ready_time;  // owns the waiters; sorted by (enqueued_at, seq)
+    VtIndex by_vt;           // the same waiters by (vt_scaled, seq)
+    bool empty() const noexcept { return by_ready_time.empty(); }
+    void insert(std::shared_ptr<Waiter> w);
+    std::shared_ptr<Waiter> erase(Waiter& w);
+  };
 
   // A decaying accumulator: value as of `at`.
   struct Decayed {
@@ -160,7 +190,8 @@ class FairScheduler {
   // caller can wake them after unlocking.
   void dispatch_locked(time_point now, std::vector<std::shared_ptr<Waiter>>& granted);
   std::shared_ptr<Waiter> pick_locked(time_point now);
-  WaitList::iterator best_in_locked(WaitList& list, time_point now);
+  Waiter* best_in_locked(ClassQueue& queue, time_point now);
+  ClassQueue& queue_of(const Waiter& w);
   void rebase_waiters_locked(time_point now);
   static void wake(std::vector<std::shared_ptr<Waiter>>& granted);
   std::shared_ptr<Waiter> make_waiter_locked(ScheduleRequest&& request, std::function<void()>&& on_granted,
@@ -184,8 +215,8 @@ class FairScheduler {
   std::atomic<int> in_use_{0};
   std::atomic<std::size_t> waiting_{0};
   std::uint64_t next_seq_ = 0;                                     // guarded by mutex_
-  WaitList waiting_normal_;                                        // guarded by mutex_, in arrival order
-  WaitList waiting_failure_;                                       // guarded by mutex_, in arrival order
+  ClassQueue waiting_normal_;                                      // guarded by mutex_
+  ClassQueue waiting_failure_;                                     // guarded by mutex_
   Decayed success_time_;                                           // guarded by mutex_
   Decayed failure_time_;                                           // guarded by mutex_
   KeyTable<Decayed> vt_;                                           // guarded by mutex_, by digest()

@@ -1,6 +1,7 @@
 #include "middleware/fair_scheduler.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -157,6 +158,76 @@ TEST(FairScheduler, EqualPrioritiesGoInArrivalOrder) {
     }
   }
   EXPECT_EQ(order, (std::vector<std::string>{"c", "a", "b"}));
+}
+
+// The indexed selection (walk by VT, stop once nobody further can win) must
+// pick what a scan of every waiter picks: lowest VT - boost, earliest arrival
+// on exact ties. Ready times are given out of arrival order, some waits pass
+// max_wait (equal, capped boosts), several keys have VT 0, and the weights
+// include 0.
+TEST(FairScheduler, SelectionMatchesAScanOfEveryWaiter) {
+  std::uint64_t seed = 12345;
+  const auto next = [&seed](std::uint64_t n) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<int>((seed >> 33) % n);
+  };
+  for (int round = 0; round < 60; ++round) {
+    Fixture f;
+    SchedulerOptions o = with_concurrency(1);
+    o.wait_weight = std::array{0.0, 200.0, 0.5, 20.0}[static_cast<std::size_t>(round % 4)];
+    o.max_wait = round % 5 == 0 ? 0s : 120s;
+    FairScheduler s(o, f.clock);
+    constexpr int kKeys = 6;
+    for (int k = 0; k < kKeys; ++k) f.charge(s, normal("k" + std::to_string(k)), std::chrono::seconds(30 * next(4)));
+    std::optional<FairScheduler::Permit> running = s.try_acquire(normal("holder"));
+    ASSERT_TRUE(running.has_value());
+
+    struct Waiting {
+      std::string key;
+      Clock::steady_time ready;
+      bool served = false;
+    };
+    std::vector<Waiting> waiting;
+    std::vector<int> granted;
+    std::vector<FairScheduler::Ticket> tickets;
+    for (int i = 0; i < 24; ++i) {
+      const std::string k = "k" + std::to_string(next(kKeys));
+      ScheduleRequest r = normal(k);
+      r.enqueued_at = f.clock->now() - std::chrono::seconds(next(300));  // out of order; some past max_wait
+      waiting.push_back({k, *r.enqueued_at});
+      tickets.push_back(s.enqueue(r, [&granted, i] { granted.push_back(i); }));
+    }
+    for (std::size_t pick = 0; pick < waiting.size(); ++pick) {
+      f.clock->advance(std::chrono::seconds(next(20)));
+      const auto now = f.clock->now();
+      // The reference: a scan of everyone still waiting, at the release.
+      const auto vt = [&](const Waiting& w) { return s.virtual_time_seconds(key(w.key)); };
+      const auto term = [&](const Waiting& w) {
+        const double max_wait = std::chrono::duration<double>(o.max_wait).count();
+        const double waited = std::chrono::duration<double>(now - w.ready).count();
+        const double boost = max_wait > 0 ? std::min(waited / max_wait, 1.0) : 1.0;
+        return o.wait_weight * boost * boost;
+      };
+      running->release_uncharged();  // no charge: every VT stays what it was at enqueue
+      ASSERT_EQ(granted.size(), pick + 1);
+      const auto chosen = static_cast<std::size_t>(granted.back());
+      const Waiting& c = waiting[chosen];
+      const double chosen_priority = vt(c) - term(c);
+      for (std::size_t i = 0; i < waiting.size(); ++i) {
+        const Waiting& w = waiting[i];
+        if (w.served || i == chosen) continue;
+        EXPECT_GE(vt(w) - term(w), chosen_priority - 1e-9) << "round " << round << " pick " << pick << ": " << w.key
+                                                           << " (arrival " << i << ") beats " << c.key;
+        if (vt(w) == vt(c) && term(w) == term(c)) {
+          EXPECT_GT(i, chosen) << "round " << round << " pick " << pick << ": an exact tie must go to the earlier arrival";
+        }
+      }
+      waiting[chosen].served = true;
+      running = tickets[chosen].take();
+      ASSERT_TRUE(running.has_value());
+    }
+    running->release_uncharged();
+  }
 }
 
 // A key with much more VT still runs once it has waited long enough:
