@@ -6,6 +6,8 @@
 #include <iterator>
 #include <limits>
 
+#include "util/futex.h"
+
 namespace prosody::middleware {
 
 namespace {
@@ -60,7 +62,7 @@ struct FairScheduler::Waiter {
 
   void wake() {
     wakeups.fetch_add(1, std::memory_order_release);
-    wakeups.notify_one();
+    util::futex_wake_one(wakeups);
   }
 };
 
@@ -203,7 +205,7 @@ Result<FairScheduler::Permit> FairScheduler::wait_for(const std::shared_ptr<Wait
     for (;;) {
       const std::uint32_t seen = w->wakeups.load(std::memory_order_acquire);
       if (w->state.load(std::memory_order_acquire) != State::waiting || stop.stop_requested()) break;
-      w->wakeups.wait(seen, std::memory_order_acquire);
+      util::futex_wait(w->wakeups, seen);
     }
   }
   if (w->state.load(std::memory_order_acquire) == State::granted) {

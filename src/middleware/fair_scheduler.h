@@ -37,7 +37,7 @@
 // user code). While nobody waits, acquire() takes a free permit with one
 // atomic compare-and-swap and no lock (see in_use_); release() always locks,
 // to charge the key and to hand the permit to a waiter. A granted waiter
-// wakes on a futex of its own (std::atomic::wait) and returns without
+// wakes on a futex of its own (util/futex.h) and returns without
 // taking the mutex again. A single Permit or Ticket object is not itself
 // shared between threads. The scheduler starts no threads and never sleeps;
 // blocking is only acquire()/Ticket::wait() waiting for a grant. It must
