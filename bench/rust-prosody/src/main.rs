@@ -6,10 +6,14 @@
 //!   prosody-rust-bench consume --bootstrap B --topic T [--records N --live]
 //!       [--wait none|fixed:US|uniform:LO-HI] [--concurrency C] [--duration S]
 //!       [--timeout S] [--ready-file F] [--group G] [--rss-sample-ms MS]
+//!   prosody-rust-bench produce --bootstrap B --topic T --records N [--keys K]
+//!       [--in-flight W]
 //!
-//! It uses Prosody's pipeline consumer with in-memory stores against a real
-//! broker (`mock(false)` + `TriggerStoreConfiguration::InMemory`), so no
-//! Cassandra is involved. Built only by bench/run.
+//! `consume` uses Prosody's pipeline consumer with in-memory stores against a
+//! real broker (`mock(false)` + `TriggerStoreConfiguration::InMemory`), so no
+//! Cassandra is involved. `produce` writes the records `prosody-bench produce`
+//! writes (same keys, same ~100-byte JSON) through `ProsodyProducer::send`.
+//! Built only by bench/run.
 
 #![recursion_limit = "512"]
 
@@ -19,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prosody::JsonCodec;
+use prosody::producer::{ProducerConfiguration, ProsodyProducer};
+use prosody::{JsonCodec, Topic};
 use prosody::consumer::event_context::EventContext;
 use prosody::consumer::message::ConsumerMessage;
 use prosody::consumer::middleware::FallibleHandler;
@@ -43,6 +48,8 @@ use serde_json::{Value, json};
 // ------------------------------------------------------------------ options
 
 struct Options {
+    /// `consume` or `produce`.
+    command: String,
     bootstrap: String,
     topic: String,
     group: String,
@@ -55,6 +62,16 @@ struct Options {
     timeout_s: f64,
     ready_file: String,
     rss_sample_ms: u64,
+    /// produce: records are keyed `key-<i % keys>`.
+    keys: i64,
+    /// produce: sends awaiting their delivery report at once (one tokio
+    /// task each). Well below librdkafka's queue.buffering.max.messages
+    /// (100,000), so the producer never meets a full queue (its retry sleeps
+    /// 100 ms). Chosen by a scan on the mock cluster (200k records, two
+    /// rounds): 500 -> 61k/s, 1,000 -> 115k, 2,000 -> 217-225k, 3,000 ->
+    /// 227-229k, 4,000 -> 213-219k, 8,000 -> 180-190k, 50,000 -> 141k (more
+    /// tasks, more malloc contention: glibc's arena lock led the profile).
+    in_flight: usize,
 }
 
 fn parse_wait(s: &str) -> Option<(i64, i64)> {
@@ -72,10 +89,12 @@ fn parse_wait(s: &str) -> Option<(i64, i64)> {
 
 fn parse_args() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("consume") {
-        return Err("usage: prosody-rust-bench consume --bootstrap B --topic T [...]".into());
+    let command = args.first().cloned().unwrap_or_default();
+    if command != "consume" && command != "produce" {
+        return Err("usage: prosody-rust-bench consume|produce --bootstrap B --topic T [...]".into());
     }
     let mut o = Options {
+        command,
         bootstrap: String::new(),
         topic: String::new(),
         group: format!("bench-rust-{}", std::process::id()),
@@ -88,6 +107,8 @@ fn parse_args() -> Result<Options, String> {
         timeout_s: 600.0,
         ready_file: String::new(),
         rss_sample_ms: 250,
+        keys: 10_000,
+        in_flight: 3_000,
     };
     let mut i = 1;
     while i < args.len() {
@@ -111,6 +132,8 @@ fn parse_args() -> Result<Options, String> {
             "--timeout" => o.timeout_s = value.parse().map_err(|_| bad.clone())?,
             "--ready-file" => o.ready_file = value.clone(),
             "--rss-sample-ms" => o.rss_sample_ms = value.parse().map_err(|_| bad.clone())?,
+            "--keys" => o.keys = value.parse().map_err(|_| bad.clone())?,
+            "--in-flight" => o.in_flight = value.parse().map_err(|_| bad.clone())?,
             // Accepted for symmetry with prosody-bench; Prosody Rust has no
             // mode other than pipeline at this level, and no pass-through of
             // librdkafka properties (its prefetch is librdkafka's default).
@@ -124,6 +147,9 @@ fn parse_args() -> Result<Options, String> {
     }
     if o.live && o.records <= 0 {
         return Err("--live needs --records".into());
+    }
+    if o.command == "produce" && (o.records <= 0 || o.keys <= 0 || o.in_flight == 0) {
+        return Err("produce needs --records > 0, --keys > 0 and --in-flight > 0".into());
     }
     Ok(o)
 }
@@ -570,6 +596,100 @@ async fn run(o: Options) -> Result<Value, String> {
     Ok(Value::Object(r))
 }
 
+// ----------------------------------------------------------------- produce
+
+/// The record `prosody-bench produce` writes for index `i`: the same fields
+/// and, serialized, the same 100 bytes (serde_json orders the keys
+/// differently, which changes no length). The pad is 98 bytes minus the
+/// rest: 44 fixed bytes plus the index's digits twice.
+fn payload_for(i: i64) -> Value {
+    let digits = i.to_string();
+    let pad = 54usize.saturating_sub(2 * digits.len());
+    json!({"id": digits, "type": "bench.event", "seq": i, "pad": "x".repeat(pad)})
+}
+
+/// `records` sends through Prosody's producer, `in_flight` awaiting their
+/// delivery at once (each `send` resolves on its delivery report), timed
+/// from the first send after one acknowledged warm-up record to the last
+/// delivery, like prosody-bench's produce.
+async fn produce(o: Options) -> Result<Value, String> {
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
+    let config = ProducerConfiguration::builder()
+        .bootstrap_servers(vec![o.bootstrap.clone()])
+        .source_system("bench-producer")
+        .mock(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let telemetry = Telemetry::new();
+    // The pipeline producer: no send timeout, a record is retried until it
+    // is delivered (prosody-cpp's pipeline producer does the same).
+    let producer = Arc::new(
+        ProsodyProducer::<JsonCodec>::pipeline_producer(config.clone(), telemetry.sender())
+            .map_err(|e| format!("producer: {e}"))?,
+    );
+    let topic: Topic = o.topic.as_str().into();
+    let no_headers = || Vec::<(&'static str, &'static str)>::new();
+    producer
+        .send(no_headers(), topic, "warmup", json!({"warmup": true}))
+        .await
+        .map_err(|e| format!("warm-up send: {e}"))?;
+
+    let window = Arc::new(tokio::sync::Semaphore::new(o.in_flight));
+    let ok = Arc::new(AtomicI64::new(0));
+    let failed = Arc::new(AtomicI64::new(0));
+    let s0 = Instant::now();
+    let c0 = cpu_seconds();
+    for i in 0..o.records {
+        let permit = Arc::clone(&window).acquire_owned().await.map_err(|e| e.to_string())?;
+        let (producer, ok, failed) = (Arc::clone(&producer), Arc::clone(&ok), Arc::clone(&failed));
+        let key = format!("key-{}", i % o.keys);
+        let payload = payload_for(i);
+        tokio::spawn(async move {
+            match producer.send(no_headers(), topic, &key, payload).await {
+                Ok(()) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("send failed: {e}");
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+    // Every permit back means every send has resolved.
+    let all = u32::try_from(o.in_flight).map_err(|e| e.to_string())?;
+    let _drained = window.acquire_many(all).await.map_err(|e| e.to_string())?;
+    let wall = s0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
+    let delivered = ok.load(Ordering::Relaxed);
+
+    let mut r = serde_json::Map::new();
+    r.insert("kind".into(), json!("produce"));
+    r.insert("system".into(), json!("rust"));
+    r.insert("topic".into(), json!(o.topic));
+    r.insert("bootstrap".into(), json!(o.bootstrap));
+    r.insert("librdkafka_version".into(), json!(rdkafka::util::get_rdkafka_version().1));
+    r.insert("prosody_crate_version".into(), json!("0.7.1"));
+    r.insert("pid".into(), json!(std::process::id()));
+    r.insert("wall_s".into(), json!(wall));
+    r.insert("cpu_s".into(), json!(cpu));
+    r.insert("records_per_s".into(), json!(o.records as f64 / wall));
+    r.insert("cpu_us_per_record".into(), json!(cpu * 1e6 / o.records as f64));
+    r.insert("in_flight".into(), json!(o.in_flight));
+    r.insert("idempotence_cache_size".into(), json!(config.idempotence_cache_size));
+    r.insert("delivered".into(), json!(delivered));
+    r.insert("failed".into(), json!(failed.load(Ordering::Relaxed)));
+    r.insert("complete".into(), json!(delivered == o.records));
+    drop(producer);
+    r.insert("total_wall_s".into(), json!(t0.elapsed().as_secs_f64()));
+    r.insert("total_cpu_s".into(), json!(cpu_seconds() - cpu0));
+    r.insert("peak_rss_mb".into(), json!(proc_status_kb("VmHWM") as f64 / 1024.0));
+    Ok(Value::Object(r))
+}
+
 fn main() {
     let o = match parse_args() {
         Ok(o) => o,
@@ -589,7 +709,8 @@ fn main() {
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(o)) {
+    let result = if o.command == "produce" { runtime.block_on(produce(o)) } else { runtime.block_on(run(o)) };
+    match result {
         Ok(v) => {
             let complete = v.get("complete").and_then(Value::as_bool).unwrap_or(false);
             println!("{v}");
