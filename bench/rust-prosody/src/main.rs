@@ -34,9 +34,11 @@ use prosody::consumer::middleware::monopolization::MonopolizationConfigurationBu
 use prosody::consumer::middleware::retry::RetryConfigurationBuilder;
 use prosody::consumer::middleware::scheduler::SchedulerConfigurationBuilder;
 use prosody::consumer::middleware::timeout::TimeoutConfigurationBuilder;
+use prosody::consumer::middleware::topic::FailureTopicConfiguration;
 use prosody::consumer::{
     CommonConfiguration, ConsumerConfiguration, ConsumerSetup, DemandType,
-    KeyedStateConfiguration, PipelineMiddlewareConfiguration, ProsodyConsumer,
+    KeyedStateConfiguration, LowLatencyMiddlewareConfiguration, PipelineMiddlewareConfiguration,
+    ProsodyConsumer,
 };
 use prosody::high_level::config::TriggerStoreConfiguration;
 use prosody::telemetry::Telemetry;
@@ -52,6 +54,9 @@ struct Options {
     command: String,
     bootstrap: String,
     topic: String,
+    /// consume: `pipeline` or `low_latency` (the crate's third mode,
+    /// best-effort, is not public in 0.7.1).
+    mode: String,
     group: String,
     records: i64,
     live: bool,
@@ -97,6 +102,7 @@ fn parse_args() -> Result<Options, String> {
         command,
         bootstrap: String::new(),
         topic: String::new(),
+        mode: "pipeline".into(),
         group: format!("bench-rust-{}", std::process::id()),
         records: 0,
         live: false,
@@ -134,16 +140,20 @@ fn parse_args() -> Result<Options, String> {
             "--rss-sample-ms" => o.rss_sample_ms = value.parse().map_err(|_| bad.clone())?,
             "--keys" => o.keys = value.parse().map_err(|_| bad.clone())?,
             "--in-flight" => o.in_flight = value.parse().map_err(|_| bad.clone())?,
+            "--mode" => o.mode = value.clone(),
             // Accepted for symmetry with prosody-bench; Prosody Rust has no
-            // mode other than pipeline at this level, and no pass-through of
-            // librdkafka properties (its prefetch is librdkafka's default).
-            "--mode" | "--system" | "--queued-min-messages" | "--queued-max-kbytes" => {}
+            // pass-through of librdkafka properties (its prefetch is
+            // librdkafka's default).
+            "--system" | "--queued-min-messages" | "--queued-max-kbytes" => {}
             _ => return Err(format!("unknown flag {flag}")),
         }
         i += 2;
     }
     if o.bootstrap.is_empty() || o.topic.is_empty() {
         return Err("--bootstrap and --topic are required".into());
+    }
+    if o.mode != "pipeline" && o.mode != "low_latency" {
+        return Err(format!("--mode {} is not one of pipeline, low_latency", o.mode));
     }
     if o.live && o.records <= 0 {
         return Err("--live needs --records".into());
@@ -539,18 +549,40 @@ async fn run(o: Options) -> Result<Value, String> {
         defer: DeferConfigurationBuilder::default().build().map_err(|e| e.to_string())?,
     };
     let handler = BenchHandler { rec: Arc::clone(&rec), wait: o.wait };
-    let consumer = ProsodyConsumer::<JsonCodec>::pipeline_consumer(
-        ConsumerSetup {
-            consumer: &consumer_config,
-            trigger_store: &TriggerStoreConfiguration::InMemory,
-            common: &common,
-        },
-        pipeline,
-        Telemetry::new(),
-        handler,
-    )
-    .await
-    .map_err(|e| format!("pipeline_consumer: {e}"))?;
+    let setup = ConsumerSetup {
+        consumer: &consumer_config,
+        trigger_store: &TriggerStoreConfiguration::InMemory,
+        common: &common,
+    };
+    let consumer = if o.mode == "low_latency" {
+        // Failed records would go to `bench-failures` (bench/run creates
+        // it; none fail here), through a producer with the 1 s send timeout
+        // Prosody's own low-latency wiring gives its producer.
+        let producer_config = ProducerConfiguration::builder()
+            .bootstrap_servers(vec![o.bootstrap.clone()])
+            .source_system("bench-consumer")
+            .send_timeout(Some(Duration::from_secs(1)))
+            .mock(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let telemetry = Telemetry::new();
+        let producer = ProsodyProducer::<JsonCodec>::new(&producer_config, telemetry.sender())
+            .map_err(|e| format!("producer: {e}"))?;
+        let low_latency = LowLatencyMiddlewareConfiguration {
+            retry: RetryConfigurationBuilder::default().build().map_err(|e| e.to_string())?,
+            failure_topic: FailureTopicConfiguration::builder()
+                .failure_topic("bench-failures")
+                .build()
+                .map_err(|e| e.to_string())?,
+        };
+        ProsodyConsumer::<JsonCodec>::low_latency_consumer(setup, low_latency, producer, telemetry, handler)
+            .await
+            .map_err(|e| format!("low_latency_consumer: {e}"))?
+    } else {
+        ProsodyConsumer::<JsonCodec>::pipeline_consumer(setup, pipeline, Telemetry::new(), handler)
+            .await
+            .map_err(|e| format!("pipeline_consumer: {e}"))?
+    };
 
     let partitions = high.len() as u32;
     while consumer.assigned_partition_count() < partitions && t0.elapsed() < Duration::from_secs(120) {
@@ -571,7 +603,7 @@ async fn run(o: Options) -> Result<Value, String> {
     let mut r = serde_json::Map::new();
     r.insert("kind".into(), json!("consume"));
     r.insert("system".into(), json!("rust"));
-    r.insert("mode".into(), json!("pipeline"));
+    r.insert("mode".into(), json!(o.mode));
     r.insert("topic".into(), json!(o.topic));
     r.insert("bootstrap".into(), json!(o.bootstrap));
     r.insert("group".into(), json!(o.group));
