@@ -5,7 +5,7 @@
 // cluster, creates the requested topics, prints the bootstrap address on
 // stdout (one line) and serves until SIGINT/SIGTERM.
 //
-//   prosody-mock-broker --brokers 3 --topic events:8 --topic dlq:1
+//   prosody-mock-broker --brokers 3 --topic events:8 --topic dlq:1 [--rtt-ms 20]
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -26,8 +26,11 @@ int main(int argc, char** argv) {
   CLI::App app{"Run librdkafka's mock Kafka cluster as a standalone process"};
   int brokers = 3;
   std::vector<std::string> topics;
+  int rtt_ms = 0;
   app.add_option("--brokers", brokers, "number of mock brokers")->check(CLI::Range(1, 16));
   app.add_option("--topic", topics, "topic to create, as name:partitions (repeatable)");
+  app.add_option("--rtt-ms", rtt_ms, "delay every broker response by this many ms (a slow broker)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   prosody::kafka::MockCluster cluster(brokers);
@@ -48,6 +51,12 @@ int main(int argc, char** argv) {
       }
     }
     if (auto s = cluster.create_topic(name, partitions); !s) {
+      std::cerr << "prosody-mock-broker: " << s.error().message() << "\n";
+      return 1;
+    }
+  }
+  if (rtt_ms > 0) {
+    if (auto s = cluster.set_round_trip_time(std::chrono::milliseconds(rtt_ms)); !s) {
       std::cerr << "prosody-mock-broker: " << s.error().message() << "\n";
       return 1;
     }

@@ -6,6 +6,7 @@
 // Thread safety: all functions are safe from any thread.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ class MockCluster {
 
   // Creates a topic; creating an existing topic is a no-op.
   Status create_topic(std::string_view topic, int partitions);
+
+  // Delays every broker's responses by `rtt` (librdkafka's simulated round
+  // trip time; zero removes it): a slow or distant broker for tests and
+  // benchmarks, with fetch responses arriving late and in larger batches.
+  Status set_round_trip_time(std::chrono::milliseconds rtt);
 
   MockCluster(const MockCluster&) = delete;
   MockCluster& operator=(const MockCluster&) = delete;

@@ -2,7 +2,8 @@
 // (ours replaces a caller's), delivery reports with and without a callback,
 // several topics through the topic-handle cache, the pooled delivery states,
 // a malformed topic name, the bounded wait on a full local queue
-// (simulated clock, no sleeps), and closing with records undelivered.
+// (simulated clock, no sleeps), closing with records undelivered, and a
+// mock cluster with a simulated round trip time (a slow broker).
 #include "kafka/producer.h"
 
 #include <atomic>
@@ -172,6 +173,28 @@ TEST(KafkaProducer, DeliveryStatesAreReusedAndARejectedSendsCallbackIsDroppedUnc
     EXPECT_EQ(token.use_count(), 1);   // every delivered callback was emptied
   }
   EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(MockCluster, RoundTripTimeDelaysEveryAcknowledgementAndRejectsNegativeValues) {
+  MockCluster cluster(1);  // its own: the shared cluster must stay fast
+  ASSERT_FALSE(cluster.bootstrap_servers().empty());
+  ASSERT_TRUE(cluster.create_topic("slow", 1));
+  ProducerSettings s = mock_settings();
+  s.bootstrap_servers = cluster.bootstrap_servers();
+  auto p = make(s, system_clock(), 30s);
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->send("slow", "warm", "{}"));  // metadata and producer id first, without delay
+
+  ASSERT_TRUE(cluster.set_round_trip_time(250ms));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(p->send("slow", "k", "{}"));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);
+
+  const auto bad = cluster.set_round_trip_time(-1ms);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::invalid_argument);
+  EXPECT_NE(bad.error().message().find("round trip time"), std::string::npos);
+  EXPECT_TRUE(cluster.set_round_trip_time(0ms));
 }
 
 TEST(KafkaProducer, MalformedTopicNameIsAPermanentError) {
