@@ -3,6 +3,8 @@
 // file, persistence and purge; the memory store's sweep; and the selection
 // from the configuration.
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "store/dedup_store_contract.h"
 #include "store/memory/memory_dedup_store.h"
@@ -49,6 +51,7 @@ TEST(SqliteDedupStore, ConnectionsToOneFileShareIdsAndIdsOutliveThem) {
     auto b = SqliteDedupStore::open(path, {1h, 0ms, clock});
     ASSERT_TRUE(a.ok() && b.ok());
     ASSERT_TRUE((*a)->record(id).ok());
+    ASSERT_TRUE((*a)->flush().ok()) << "queued ids reach the file on a flush";
     auto seen = (*b)->contains(id);
     ASSERT_TRUE(seen.ok());
     EXPECT_TRUE(*seen);
@@ -82,6 +85,53 @@ TEST(SqliteDedupStore, ExpiredRowsArePurgedByRecordOncePerPurgeInterval) {
   clock->advance(61min);
   EXPECT_TRUE(store.purge().ok());
   EXPECT_EQ(store.size().value(), 0);
+}
+
+TEST(SqliteDedupStore, RecordedIdsAreQueuedVisibleAtOnceHereAndWrittenInTheBackground) {
+  const auto path = temp_db();
+  auto clock = std::make_shared<::prosody::testing::ManualClock>();
+  SqliteDedupStore::Options slow{1h, 0ms, clock};
+  slow.flush_interval = 20ms;
+  auto writer = SqliteDedupStore::open(path, slow);
+  auto reader = SqliteDedupStore::open(path, {1h, 0ms, clock, 0ms});  // write-through
+  ASSERT_TRUE(writer.ok() && reader.ok());
+  const auto id = random_dedup_id();
+  ASSERT_TRUE((*writer)->record(id).ok());
+  EXPECT_TRUE((*writer)->contains(id).value()) << "the queue is part of the store's answer";
+  // The background flush writes it within a few intervals (real time).
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = (*reader)->contains(id).value();
+    if (!seen) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(seen) << "the flusher thread wrote the queued id";
+  // A queued id that expires is not reported, like a written one.
+  const auto later = random_dedup_id();
+  ASSERT_TRUE((*writer)->record(later).ok());
+  clock->advance(61min);
+  EXPECT_FALSE((*writer)->contains(later).value());
+}
+
+TEST(SqliteDedupStore, AFullQueueIsWrittenAtOnceAndTheRestOnDestruction) {
+  const auto path = temp_db();
+  auto clock = std::make_shared<::prosody::testing::ManualClock>();
+  SqliteDedupStore::Options batching{1h, 0ms, clock};
+  batching.flush_interval = std::chrono::hours(1);  // the thread never gets to it
+  batching.max_pending = 10;
+  std::vector<DedupId> ids;
+  for (int i = 0; i < 25; ++i) ids.push_back(random_dedup_id());
+  auto reader = SqliteDedupStore::open(path, {1h, 0ms, clock, 0ms});
+  ASSERT_TRUE(reader.ok());
+  {
+    auto writer = SqliteDedupStore::open(path, batching);
+    ASSERT_TRUE(writer.ok());
+    for (const auto& id : ids) ASSERT_TRUE((*writer)->record(id).ok());
+    // Two full batches of 10 were written; the last 5 wait in the queue.
+    int written = 0;
+    for (const auto& id : ids) written += (*reader)->contains(id).value() ? 1 : 0;
+    EXPECT_EQ(written, 20);
+  }
+  for (const auto& id : ids) EXPECT_TRUE((*reader)->contains(id).value()) << "the destructor flushed the rest";
 }
 
 TEST(SqliteDedupStore, OpeningPurgesWhatExpiredMeanwhile) {

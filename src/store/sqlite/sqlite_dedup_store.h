@@ -9,20 +9,43 @@
 //     expires_at: epoch milliseconds on the injected Clock's wall time
 //     (the file outlives processes, so steady time would not do).
 //   An index on expires_at serves the purge.
-// contains() ignores expired rows; record() upserts with a fresh expiry and,
-// once per purge interval, deletes the expired rows (the file would
-// otherwise grow with every message ever handled).
+// contains() ignores expired rows; recorded ids are upserted with a fresh
+// expiry and, once per purge interval, the expired rows are deleted (the
+// file would otherwise grow with every message ever handled).
+//
+// Group commit: record() only queues the id; a background thread writes the
+// queue in one transaction every `flush_interval` (and a record() that fills
+// it to `max_pending` writes it at once). Measured by bench/dedup.cc (4
+// handler threads, 200k ids, this machine): lookup + record cost 46 µs per
+// id written through, 16 µs with group commit; a lookup alone 4-5 µs. Ids
+// are random keys, so past the page cache each written id dirties its own
+// page: the store tops out near 60k new ids/s per machine. Faster consumers
+// use Cassandra or turn deduplication off (idempotence_cache_size = 0).
+// contains() sees queued ids, so within the process nothing changes; other
+// connections to the file see them after the flush, and a crash loses at
+// most the last interval's ids: those messages, if redelivered because
+// their offsets were not committed either, run again (at-least-once, as
+// without deduplication). flush() and the destructor write what is queued.
+// A failed write keeps the queue for the next flush and is reported to the
+// record() that triggered it, or by the next record() when the background
+// thread failed.
 //
 // Why a file of its own: one writer per SQLite file, and dedup writes come
 // with every handled message, so sharing timers.sqlite or defer.sqlite would
 // make those wait on them.
 //
-// Thread safety: any thread; a mutex serialises use of the one connection.
+// Thread safety: any thread; a mutex serialises use of the one connection
+// and guards the queue. One background thread per store (the flusher),
+// joined by the destructor.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <unordered_map>
 
 #include "prosody/clock.h"
 #include "store/dedup_store.h"
@@ -37,7 +60,13 @@ class SqliteDedupStore final : public DedupStore {
     // How often record() purges expired rows; 0 = ttl / 4, at most 10 min.
     std::chrono::milliseconds purge_interval{0};
     std::shared_ptr<Clock> clock;  // null = the system clock
+    // Group commit (see above). flush_interval is real time: it schedules
+    // I/O, it is not part of the data's meaning. 0 = write through (every
+    // record() is its own transaction, no thread).
+    std::chrono::milliseconds flush_interval{50};
+    std::size_t max_pending = 4096;
   };
+  ~SqliteDedupStore() override;
 
   // Opens or creates the file and its schema, and purges expired rows.
   static Result<std::unique_ptr<SqliteDedupStore>> open(const std::string& path, Options options);
@@ -47,9 +76,11 @@ class SqliteDedupStore final : public DedupStore {
   std::chrono::seconds ttl() const override { return options_.ttl; }
   std::string describe() const override { return "sqlite:" + db_->path(); }
 
-  // Deletes the expired rows now (record() does this periodically).
+  // Deletes the expired rows now (flushes do this periodically).
   Status purge();
-  // Rows in the file, expired or not (tests).
+  // Writes the queued ids now.
+  Status flush();
+  // Rows in the file, expired or not, after a flush (tests).
   Result<std::int64_t> size();
 
  private:
@@ -57,12 +88,20 @@ class SqliteDedupStore final : public DedupStore {
   Status prepare_statements();
   std::int64_t now_ms() const;
   Status purge_locked(std::int64_t now);  // caller holds mutex_
+  Status flush_locked();                  // caller holds mutex_
+  void run_flusher();
 
   Options options_;
   std::mutex mutex_;
   std::unique_ptr<sqlite::SqliteDatabase> db_;  // guarded, like the statements
-  sqlite::Statement contains_, record_, purge_, count_;
+  sqlite::Statement contains_, record_, purge_, count_, begin_, commit_, rollback_;
   std::int64_t next_purge_ms_ = 0;  // guarded
+  // Recorded ids not yet written, with their expiry (epoch ms). Guarded.
+  std::unordered_map<DedupId, std::int64_t, DedupIdHash> pending_;
+  std::optional<Error> flusher_error_;  // the background flush's last failure, guarded
+  bool stopping_ = false;               // guarded
+  std::condition_variable wake_;
+  std::thread flusher_;
 };
 
 }  // namespace prosody::store
