@@ -58,6 +58,8 @@ struct ConsumerStats {
   std::uint64_t timeouts = 0;                  // handlers cancelled for exceeding `timeout`
   std::uint64_t monopolized = 0;               // calls refused because their key hogged the workers
   std::uint64_t deferred = 0;                  // messages parked behind a failing key (pipeline)
+  std::uint64_t deduplicated = 0;              // messages skipped: already handled (pipeline)
+  std::uint64_t dedup_store_errors = 0;        // dedup store lookups or recordings that failed
 };
 
 class Client {

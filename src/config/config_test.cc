@@ -616,13 +616,13 @@ TEST(Config, InactiveOptionsInUse) {
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty());
   c.with_max_concurrency(3).with_mode(Mode::best_effort).with_kafka_property("linger.ms", "1");
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "active options never count";
-  c.with_idempotence_version("1").with_telemetry_enabled(true);
+  c.with_telemetry_topic("prosody.telemetry-events").with_telemetry_enabled(true);
   EXPECT_THAT(c.inactive_options_in_use(), IsEmpty()) << "explicitly set to the default";
-  c.with_idempotence_version("2").with_telemetry_topic("events");
-  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("idempotence_version", "telemetry_topic"));
+  c.with_idempotence_version("2").with_telemetry_topic("events").with_telemetry_enabled(false);
+  EXPECT_THAT(c.inactive_options_in_use(), UnorderedElementsAre("telemetry_topic", "telemetry_enabled"));
 
-  const Config e = Config::from_env(lookup_in({{"PROSODY_SLAB_SIZE", "2h"}, {"PROSODY_IDEMPOTENCE_TTL", "3d"}}));
-  EXPECT_THAT(e.inactive_options_in_use(), UnorderedElementsAre("idempotence_ttl"));
+  const Config e = Config::from_env(lookup_in({{"PROSODY_SLAB_SIZE", "2h"}, {"PROSODY_TELEMETRY_TOPIC", "t"}}));
+  EXPECT_THAT(e.inactive_options_in_use(), UnorderedElementsAre("telemetry_topic"));
 }
 
 TEST(Config, ActiveFlagsMatchTheBrief) {
@@ -637,7 +637,7 @@ TEST(Config, ActiveFlagsMatchTheBrief) {
       "scheduler_cache_size", "cassandra_nodes", "cassandra_keyspace", "cassandra_user", "cassandra_password", "cassandra_datacenter", "cassandra_rack", "cassandra_retention",
       "defer_enabled", "defer_base", "defer_max_delay", "defer_failure_threshold",
       "defer_failure_window", "defer_cache_size", "defer_store_cache_size", "defer_seek_timeout",
-      "defer_discard_threshold"};
+      "defer_discard_threshold", "idempotence_version", "idempotence_cache_size", "idempotence_ttl"};
   for (const auto& o : option_table()) EXPECT_EQ(o.active, active.contains(o.name)) << o.name;
 }
 

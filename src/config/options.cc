@@ -243,13 +243,13 @@ std::vector<OptionSpec> Access::build_specs() {
       "topic name; required in low_latency mode", "Send unprocessable messages here (dead letter queue)", true},
       &C::failure_topic_, optional_topic_name()));
   t.push_back(option(OptionInfo{"idempotence_cache_size", "PROSODY_IDEMPOTENCE_CACHE_SIZE", "Consumer", "8192",
-      ">= 0 (0 disables deduplication)", "Global shared cache capacity for message deduplication", false},
+      ">= 0 (0 disables deduplication)", "Global shared cache capacity for message deduplication", true},
       &C::idempotence_cache_size_, at_least(0)));
   t.push_back(option(OptionInfo{"idempotence_version", "PROSODY_IDEMPOTENCE_VERSION", "Consumer", "1",
-      "non-empty string", "Version string for cache-busting dedup hashes", false},
+      "non-empty string", "Version string for cache-busting dedup hashes", true},
       &C::idempotence_version_, non_empty()));
   t.push_back(option(OptionInfo{"idempotence_ttl", "PROSODY_IDEMPOTENCE_TTL", "Consumer", "7d",
-      "1m <= duration <= 630720000s", "TTL for dedup records in Cassandra", false},
+      "1m <= duration <= 630720000s", "TTL for dedup records in Cassandra", true},
       &C::idempotence_ttl_, duration_between(std::chrono::minutes(1), kCassandraMaxTtl)));
   t.push_back(option(OptionInfo{"slab_size", "PROSODY_SLAB_SIZE", "Consumer", "1h",
       "duration > 0", "Timer storage granularity (rarely needs changing)", true},

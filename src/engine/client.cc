@@ -86,6 +86,12 @@ class ClientImpl final : public Client {
       settings.defer_messages = std::move(defer->messages);
       settings.defer_timers = std::move(defer->timers);
       settings.defer_loader = std::shared_ptr<middleware::DeferLoader>(std::move(*loader));
+      if (config_.idempotence_cache_size() > 0) {
+        auto dedup = store::open_dedup_store(config_);
+        if (!dedup) return std::move(dedup).error();
+        settings.dedup_store = std::move(*dedup);
+        prosody::logger()->info("deduplication ids are stored in {}", settings.dedup_store->describe());
+      }
     }
     prosody::logger()->info("timers are stored in {}", settings.timer_store->describe());
     auto engine = engine::ConsumerEngine::start(std::move(settings), std::move(handler), clock_, dead_letters);

@@ -32,6 +32,7 @@
 #include "middleware/defer_backoff.h"
 #include "middleware/defer_loader.h"
 #include "middleware/monopolization_detector.h"
+#include "store/dedup_store.h"
 #include "store/defer_store.h"
 #include "prosody/client.h"
 #include "prosody/clock.h"
@@ -80,6 +81,11 @@ struct EngineSettings {
   std::shared_ptr<store::TimerDeferStore> defer_timers;
   bool defer_enabled = true;
   middleware::DeferBackoff defer_backoff;
+  // Deduplication (pipeline mode): the store of handled ids. Null, or a
+  // cache size of 0: no deduplication.
+  std::shared_ptr<store::DedupStore> dedup_store;
+  int idempotence_cache_size = 8192;
+  std::string idempotence_version = "1";
 
   static EngineSettings from(const Config& config, const std::string& bootstrap_servers);
 };

@@ -29,6 +29,8 @@ EngineSettings EngineSettings::from(const Config& c, const std::string& bootstra
   s.monopolization = middleware::MonopolizationOptions::from_config(c);
   s.failure_tracker = middleware::FailureTrackerOptions::from_config(c);
   s.defer_enabled = c.defer_enabled();
+  s.idempotence_cache_size = c.idempotence_cache_size();
+  s.idempotence_version = c.idempotence_version();
   s.defer_backoff = middleware::DeferBackoff::from_config(c);
   s.slab_size = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(c.slab_size()));
   return s;

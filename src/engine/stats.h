@@ -17,7 +17,7 @@ struct EngineStats {
   std::atomic<std::uint64_t> received{0}, handled{0}, failed{0}, retries{0}, skipped_permanent{0},
       decode_failures{0}, filtered_loop{0}, filtered_event_type{0}, dead_lettered{0}, pauses{0}, resumes{0},
       rebalances{0}, committed_on_revoke{0}, topic_errors{0}, timers_fired{0},
-      timeouts{0}, monopolized{0}, deferred{0};
+      timeouts{0}, monopolized{0}, deferred{0}, deduplicated{0}, dedup_store_errors{0};
   std::atomic<std::uint64_t> max_uncommitted_seen{0}, max_enqueued_per_key_seen{0}, max_in_flight_seen{0},
       max_timer_lateness_ms{0};
 
@@ -55,6 +55,8 @@ struct EngineStats {
     s.timeouts = timeouts;
     s.monopolized = monopolized;
     s.deferred = deferred;
+    s.deduplicated = deduplicated;
+    s.dedup_store_errors = dedup_store_errors;
     s.max_timer_lateness_ms = max_timer_lateness_ms;
     return s;
   }

@@ -1,5 +1,7 @@
 #include "engine/engine_impl.h"
 
+#include <algorithm>
+
 #include "engine/json_check.h"
 #include "kafka/client_config.h"
 #include "middleware/stack_builder.h"
@@ -218,6 +220,11 @@ Status Engine::build_stack() {
                                                        settings_.group_id, settings_.codec};
   parts.defer_timers = settings_.defer_timers;
   parts.on_deferred = [this] { stats_.deferred++; };
+  parts.dedup_store = settings_.dedup_store;
+  parts.dedup = middleware::DedupLayer::Options{settings_.idempotence_version, settings_.group_id, settings_.codec,
+                                                static_cast<std::size_t>(std::max(0, settings_.idempotence_cache_size))};
+  parts.dedup_sinks = middleware::DedupLayer::Sinks{[this] { stats_.deduplicated++; },
+                                                    [this] { stats_.dedup_store_errors++; }};
   auto stack = middleware::build_stack(std::move(parts));
   if (!stack) return stack.error();
   stack_ = std::move(*stack);

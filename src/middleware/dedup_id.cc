@@ -42,6 +42,58 @@ class Hasher {
   XXH3_state_t state_;
 };
 
+// SAX consumer that finds the top-level "id" and stops the parse there
+// (a callback returning false ends sax_parse early).
+class EventIdScanner {
+ public:
+  using json = nlohmann::json;
+  std::optional<std::string> id;
+
+  bool null() { return scalar(); }
+  bool boolean(bool) { return scalar(); }
+  bool number_integer(json::number_integer_t) { return scalar(); }
+  bool number_unsigned(json::number_unsigned_t) { return scalar(); }
+  bool number_float(json::number_float_t, const json::string_t&) { return scalar(); }
+  bool binary(json::binary_t&) { return scalar(); }
+  bool string(json::string_t& v) {
+    if (at_id()) {
+      id = std::move(v);
+      return false;
+    }
+    return true;
+  }
+  bool start_object(std::size_t) { return open(); }
+  bool start_array(std::size_t) {
+    if (depth_ == 0) return false;  // the payload is not an object: no id
+    return open();
+  }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(json::string_t& k) {
+    id_is_next_ = depth_ == 1 && k == "id";
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  bool at_id() const { return depth_ == 1 && id_is_next_; }
+  // A non-string "id" means no event id; any other top-level scalar
+  // (the payload itself) too.
+  bool scalar() { return depth_ != 0 && !at_id(); }
+  bool open() {
+    if (at_id()) return false;
+    ++depth_;
+    id_is_next_ = false;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return depth_ != 0;  // the top-level object ended without an id
+  }
+  int depth_ = 0;
+  bool id_is_next_ = false;
+};
+
 }  // namespace
 
 store::DedupId dedup_id(const DedupFields& f) {
@@ -74,6 +126,16 @@ std::optional<std::string_view> json_event_id(const nlohmann::json& payload) {
   auto it = payload.find("id");
   if (it == payload.end() || !it->is_string()) return std::nullopt;
   return std::string_view(it->get_ref<const std::string&>());
+}
+
+}  // namespace prosody::middleware
+
+namespace prosody::middleware {
+
+std::optional<std::string> scan_json_event_id(std::string_view encoded) {
+  EventIdScanner scanner;
+  (void)nlohmann::json::sax_parse(encoded.begin(), encoded.end(), &scanner);
+  return std::move(scanner.id);
 }
 
 }  // namespace prosody::middleware

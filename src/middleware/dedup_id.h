@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
@@ -47,5 +48,11 @@ store::DedupId dedup_id(const DedupFields& fields);
 // Prosody's JSON event id: the top-level "id" member when it is a string.
 // The view points into `payload`.
 std::optional<std::string_view> json_event_id(const nlohmann::json& payload);
+
+// The same id read straight from the encoded payload, without building a
+// DOM (a handler that never reads its payload pays for no DOM): a SAX pass
+// that stops at the top-level "id". Nullopt when there is none, it is not a
+// string, or the payload is not valid JSON.
+std::optional<std::string> scan_json_event_id(std::string_view encoded);
 
 }  // namespace prosody::middleware

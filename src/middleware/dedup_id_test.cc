@@ -9,6 +9,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -113,6 +114,43 @@ TEST(JsonEventId, IsTheTopLevelIdWhenItIsAString) {
   EXPECT_EQ(json_event_id(nlohmann::json{{"data", {{"id", "nested"}}}}), std::nullopt);
   EXPECT_EQ(json_event_id(nlohmann::json::array({"id"})), std::nullopt);
   EXPECT_EQ(json_event_id(nlohmann::json()), std::nullopt);
+}
+
+TEST(ScanJsonEventId, FindsWhatTheDomWouldWithoutBuildingIt) {
+  const std::vector<std::string> payloads = {
+      R"({"id":"evt-9","type":"x"})",
+      R"({"type":"x","data":{"id":"nested","list":[{"id":"deeper"}]},"id":"after-nesting"})",
+      R"({"id":9})",
+      R"({"id":null,"other":"x"})",
+      R"({"id":{"value":"x"}})",
+      R"({"data":{"id":"nested"}})",
+      R"(["id","x"])",
+      R"("id")",
+      R"({})",
+      R"({"id":"esc\"aped \u00e9"})",
+      R"({"a":[1,2,{"id":"in-array"}],"id":"top"})",
+  };
+  for (const auto& p : payloads) {
+    const auto dom = nlohmann::json::parse(p);
+    const auto expected = json_event_id(dom);
+    const auto scanned = scan_json_event_id(p);
+    EXPECT_EQ(scanned.has_value(), expected.has_value()) << p;
+    if (scanned && expected) {
+      EXPECT_EQ(*scanned, *expected) << p;
+    }
+  }
+  EXPECT_EQ(scan_json_event_id(R"({"id":"evt-9","type":"x"})"), "evt-9");
+  EXPECT_EQ(scan_json_event_id(R"({"id":"esc\"aped"})"), "esc\"aped");
+}
+
+TEST(ScanJsonEventId, InvalidJsonHasNoId) {
+  EXPECT_EQ(scan_json_event_id("not json"), std::nullopt);
+  EXPECT_EQ(scan_json_event_id(R"({"type":)"), std::nullopt);
+  EXPECT_EQ(scan_json_event_id(""), std::nullopt);
+  // The id comes before the damage: it is taken (the engine has validated
+  // the payload before the layer runs, so this only matters for callers
+  // that did not).
+  EXPECT_EQ(scan_json_event_id(R"({"id":"x", broken)"), "x");
 }
 
 }  // namespace

@@ -22,7 +22,13 @@ Result<std::unique_ptr<Stack>> build_stack(StackParts parts) {
       // The outer Retry is the event boundary: transient errors are retried
       // until they succeed (or the partition goes away).
       layers.push_back(std::make_unique<RetryLayer>(parts.retry, std::nullopt, parts.clock));
-      // [Deduplication] belongs here.
+      // Inside the outer Retry, so a store that cannot answer holds the key
+      // until it can; outside MessageDefer, so a parked message counts as
+      // handled and its redelivery is not parked twice.
+      if (parts.dedup_store && parts.dedup.cache_size > 0) {
+        layers.push_back(std::make_unique<DedupLayer>(std::move(parts.dedup), std::move(parts.dedup_store),
+                                                      std::move(parts.dedup_sinks)));
+      }
       if (parts.defer_messages && parts.defer_loader && parts.failures) {
         layers.push_back(std::make_unique<MessageDeferLayer>(parts.defer, parts.defer_messages, parts.defer_loader,
                                                              *parts.failures, parts.clock, parts.on_deferred));

@@ -1,11 +1,12 @@
 // Assembles the middleware stack of each mode, outermost first, in
 // Prosody's order (reference/prosody-internals.md §1):
-//   pipeline    Retry(∞) → [Dedup] → MessageDefer → TimerDefer → Monopolization
+//   pipeline    Retry(∞) → Dedup → MessageDefer → TimerDefer → Monopolization
 //               → Cancellation → Scheduler → Timeout → Telemetry → handler
 //   low_latency Retry(∞, failure-topic writes) → FailureTopic → Retry(max_retries)
 //               → Cancellation → Scheduler → Timeout → Telemetry → handler
 //   best_effort Log → Cancellation → Scheduler → Timeout → Telemetry → handler
-// Deduplication is not built yet; its slot is marked in stack_builder.cc.
+// Dedup is left out when no dedup store is given or the cache size is 0
+// (Prosody: idempotence_cache_size 0 disables deduplication).
 // Monopolization is left out when disabled; MessageDefer when no defer
 // store/loader is given; TimerDefer when no timer defer store is given.
 //
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "engine/backoff.h"
+#include "middleware/dedup_layer.h"
 #include "middleware/failure_tracker.h"
 #include "middleware/fair_scheduler.h"
 #include "middleware/layer.h"
@@ -50,6 +52,10 @@ struct StackParts {
   // Timer deferral (pipeline): set, or the layer is left out.
   std::shared_ptr<store::TimerDeferStore> defer_timers;
   std::function<void()> on_deferred;
+  // Deduplication (pipeline): set, with a cache size > 0, or the layer is left out.
+  std::shared_ptr<store::DedupStore> dedup_store;
+  DedupLayer::Options dedup;
+  DedupLayer::Sinks dedup_sinks;
 };
 
 Result<std::unique_ptr<Stack>> build_stack(StackParts parts);

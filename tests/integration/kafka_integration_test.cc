@@ -2,8 +2,10 @@
 // its address comes in PROSODY_IT_BOOTSTRAP). Everything that can differ
 // from the mock cluster: ordering across 8 partitions and 10k keys, group
 // rebalances with two and three members, restart without loss, committed
-// positions as the broker reports them, and missing topics.
+// positions as the broker reports them, a replay skipped by deduplication,
+// and missing topics.
 #include <cstdlib>
+#include <filesystem>
 
 #include <gtest/gtest.h>
 
@@ -105,6 +107,43 @@ TEST_F(RealKafka, RestartMidStreamLosesNothing) {
   ASSERT_TRUE(c->unsubscribe());
   EXPECT_EQ(handler->duplicates(), 0);
   EXPECT_EQ(handler->violations(), 0);
+}
+
+TEST_F(RealKafka, AReplayOfHandledRecordsRunsNoHandlerAgain) {
+  // Deduplication (pipeline mode, on by default) with the SQLite store in
+  // state_dir: an operator rewinds the group to the start of the topic and
+  // a new consumer process (empty cache) commits every record again
+  // without running a handler.
+  const auto topic = make_topic(3);
+  const auto group = unique_name("g");
+  const auto state_dir = std::filesystem::temp_directory_path() / unique_name("dedup-state");
+  auto prod = producer_client();
+  auto p = prod->producer();
+  ASSERT_TRUE(p);
+  const long n = 600;
+  ASSERT_EQ(testing::produce_sequenced(**p, topic, n, 50), n);
+  auto handler = std::make_shared<RecordingHandler>();
+  auto total_committed = [&] {
+    long total = 0;
+    for (auto& [part, off] : testing::committed_offsets(bootstrap(), topic, group, 3)) total += std::max(off, 0L);
+    return total;
+  };
+  {
+    auto c = Client::create(consumer_config(topic, group).with_state_dir(state_dir.string()));
+    ASSERT_TRUE(c->subscribe(handler));
+    ASSERT_TRUE(wait_until([&] { return total_committed() == n; }, 120s)) << total_committed();
+    ASSERT_TRUE(c->unsubscribe());
+  }
+  ASSERT_EQ(handler->calls(), n);
+  ASSERT_EQ(testing::set_committed_offsets(bootstrap(), topic, group, 3, 0), "");
+  ASSERT_EQ(total_committed(), 0);
+  auto c = Client::create(consumer_config(topic, group).with_state_dir(state_dir.string()));
+  ASSERT_TRUE(c->subscribe(handler));
+  ASSERT_TRUE(wait_until([&] { return total_committed() == n; }, 120s)) << total_committed();
+  EXPECT_EQ(handler->calls(), n) << "the replay ran handlers again";
+  EXPECT_EQ(c->stats().deduplicated, static_cast<std::uint64_t>(n));
+  ASSERT_TRUE(c->unsubscribe());
+  std::filesystem::remove_all(state_dir);
 }
 
 TEST_F(RealKafka, MissingTopicIsAClearErrorNamingIt) {

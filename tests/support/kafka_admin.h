@@ -1,6 +1,7 @@
 // Topic administration for tests against a real broker (auto-creation is
 // off there): create a topic and wait until its metadata is visible, and read
-// a group's committed offsets, all through librdkafka's admin API.
+// a group's committed offsets or set them (a replay), all through
+// librdkafka's admin API.
 #pragma once
 
 #include <chrono>
@@ -89,6 +90,42 @@ inline std::map<int, long> committed_offsets(const std::string& bootstrap, const
   rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
   return out;
+}
+
+// Sets `group`'s committed offset of every partition of `topic` to `offset`
+// (0 replays the topic), as `kafka-consumer-groups --reset-offsets` does;
+// the group must have no members. Real brokers only: librdkafka 2.0.2's
+// mock cluster refuses a commit from outside a group it has seen.
+// Returns an empty string or the error.
+inline std::string set_committed_offsets(const std::string& bootstrap, const std::string& topic,
+                                         const std::string& group, int partitions, long offset) {
+  rd_kafka_t* rk = admin_handle(bootstrap);
+  if (!rk) return "cannot create admin client";
+  auto* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = offset;
+  rd_kafka_AlterConsumerGroupOffsets_t* request = rd_kafka_AlterConsumerGroupOffsets_new(group.c_str(), list);
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_AlterConsumerGroupOffsets(rk, &request, 1, nullptr, q);
+  std::string result = "timed out";
+  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000)) {
+    result = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev) : "";
+    size_t n = 0;
+    const auto** groups =
+        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &n);
+    for (size_t g = 0; result.empty() && g < n; ++g) {
+      if (const rd_kafka_error_t* e = rd_kafka_group_result_error(groups[g])) result = rd_kafka_error_string(e);
+      const rd_kafka_topic_partition_list_t* parts = rd_kafka_group_result_partitions(groups[g]);
+      for (int i = 0; result.empty() && parts && i < parts->cnt; ++i) {
+        if (parts->elems[i].err) result = rd_kafka_err2str(parts->elems[i].err);
+      }
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_AlterConsumerGroupOffsets_destroy(request);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  return result;
 }
 
 }  // namespace prosody::testing
