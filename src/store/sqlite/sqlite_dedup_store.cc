@@ -28,8 +28,9 @@ CREATE INDEX IF NOT EXISTS prosody_deduplication_expiry ON prosody_deduplication
 
 }  // namespace
 
-SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> db, Options options)
-    : options_(std::move(options)), db_(std::move(db)) {
+SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer,
+                                   std::unique_ptr<sqlite::SqliteDatabase> reader, Options options)
+    : options_(std::move(options)), writer_(std::move(writer)), reader_(std::move(reader)) {
   if (!options_.clock) options_.clock = system_clock();
   if (options_.max_pending == 0) options_.max_pending = 1;
   if (options_.purge_interval <= std::chrono::milliseconds::zero()) {
@@ -37,10 +38,9 @@ SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> db, O
   }
 }
 
-Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::string& path, Options options) {
-  if (options.ttl < std::chrono::seconds(1)) {
-    return Error::permanent("dedup TTL must be at least 1 s", ErrorCode::invalid_config);
-  }
+namespace {
+
+Result<std::unique_ptr<sqlite::SqliteDatabase>> open_connection(const std::string& path) {
   auto db = sqlite::SqliteDatabase::open(path);
   if (!db) return db.error();
   // Ids are random keys: every lookup and insert lands on a random page, so
@@ -48,8 +48,22 @@ Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::stri
   // keeps about a million ids' pages in memory (bench/dedup.cc: 10% fewer
   // µs per id at 200k ids).
   if (auto s = (*db)->exec("PRAGMA cache_size=-65536;"); !s) return s.error();
-  if (auto s = (*db)->exec(kSchema); !s) return s.error();
-  std::unique_ptr<SqliteDedupStore> store(new SqliteDedupStore(std::move(*db), std::move(options)));
+  return db;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::string& path, Options options) {
+  if (options.ttl < std::chrono::seconds(1)) {
+    return Error::permanent("dedup TTL must be at least 1 s", ErrorCode::invalid_config);
+  }
+  auto writer = open_connection(path);
+  if (!writer) return writer.error();
+  if (auto s = (*writer)->exec(kSchema); !s) return s.error();
+  auto reader = open_connection(path);
+  if (!reader) return reader.error();
+  std::unique_ptr<SqliteDedupStore> store(
+      new SqliteDedupStore(std::move(*writer), std::move(*reader), std::move(options)));
   if (auto s = store->prepare_statements(); !s) return s.error();
   if (auto s = store->purge(); !s) return s.error();
   if (store->options_.flush_interval > std::chrono::milliseconds::zero()) {
@@ -60,21 +74,23 @@ Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::stri
 
 Status SqliteDedupStore::prepare_statements() {
   struct Item {
+    sqlite::SqliteDatabase* db;
     sqlite::Statement* target;
     const char* sql;
   };
   const Item items[] = {
-      {&contains_, "SELECT 1 FROM prosody_deduplication WHERE id = ?1 AND expires_at > ?2"},
-      {&record_, "INSERT INTO prosody_deduplication (id, expires_at) VALUES (?1, ?2) "
-                 "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"},
-      {&purge_, "DELETE FROM prosody_deduplication WHERE expires_at <= ?1"},
-      {&count_, "SELECT count(*) FROM prosody_deduplication"},
-      {&begin_, "BEGIN IMMEDIATE"},
-      {&commit_, "COMMIT"},
-      {&rollback_, "ROLLBACK"},
+      {reader_.get(), &contains_, "SELECT 1 FROM prosody_deduplication WHERE id = ?1 AND expires_at > ?2"},
+      {writer_.get(), &record_,
+       "INSERT INTO prosody_deduplication (id, expires_at) VALUES (?1, ?2) "
+       "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"},
+      {writer_.get(), &purge_, "DELETE FROM prosody_deduplication WHERE expires_at <= ?1"},
+      {writer_.get(), &count_, "SELECT count(*) FROM prosody_deduplication"},
+      {writer_.get(), &begin_, "BEGIN IMMEDIATE"},
+      {writer_.get(), &commit_, "COMMIT"},
+      {writer_.get(), &rollback_, "ROLLBACK"},
   };
   for (const auto& item : items) {
-    auto st = db_->prepare(item.sql);
+    auto st = item.db->prepare(item.sql);
     if (!st) return st.error();
     *item.target = std::move(*st);
   }
@@ -86,19 +102,35 @@ std::int64_t SqliteDedupStore::now_ms() const {
       .count();
 }
 
+namespace {
+
+bool live_in(const std::unordered_map<DedupId, std::int64_t, DedupIdHash>& queue, const DedupId& id,
+             std::int64_t now) {
+  auto it = queue.find(id);
+  return it != queue.end() && it->second > now;
+}
+
+}  // namespace
+
 Result<bool> SqliteDedupStore::contains(const DedupId& id) {
   const auto now = now_ms();
-  std::lock_guard l(mutex_);
-  if (auto it = pending_.find(id); it != pending_.end() && it->second > now) return true;
-  Resetting r(contains_);
+  {
+    // Queued and being-written ids first: the batch being written leaves
+    // `writing_` only after its commit, so an id is always in one of the
+    // two queues or visible to the SELECT below.
+    std::lock_guard q(queue_mutex_);
+    if (live_in(pending_, id, now) || live_in(writing_, id, now)) return true;
+  }
+  std::lock_guard r(reader_mutex_);
+  Resetting reset(contains_);
   return contains_.bind(1, id.str()).bind(2, now).step();
 }
 
 Status SqliteDedupStore::record(const DedupId& id) {
   const auto now = now_ms();
   const auto expires = now + std::chrono::duration_cast<std::chrono::milliseconds>(options_.ttl).count();
-  std::lock_guard l(mutex_);
   if (options_.flush_interval <= std::chrono::milliseconds::zero()) {
+    std::lock_guard w(writer_mutex_);
     {
       Resetting r(record_);
       if (auto s = record_.bind(1, id.str()).bind(2, expires).run(); !s) return s;
@@ -107,76 +139,104 @@ Status SqliteDedupStore::record(const DedupId& id) {
     if (now >= next_purge_ms_) (void)purge_locked(now);
     return ok_status();
   }
-  // A store that keeps failing must not queue without bound: past 16
-  // batches the id is refused (the caller logs it) until a write succeeds.
-  if (pending_.size() >= 16 * options_.max_pending && !pending_.contains(id)) {
-    return flusher_error_ ? *flusher_error_
-                          : Error::transient("dedup store " + describe() + ": write queue full", ErrorCode::store);
+  bool full = false;
+  {
+    std::lock_guard q(queue_mutex_);
+    // A store that keeps failing must not queue without bound: past 16
+    // batches the id is refused (the caller logs it) until a write succeeds.
+    if (pending_.size() >= 16 * options_.max_pending && !pending_.contains(id)) {
+      return flusher_error_ ? *flusher_error_
+                            : Error::transient("dedup store " + describe() + ": write queue full", ErrorCode::store);
+    }
+    pending_[id] = expires;
+    full = pending_.size() >= options_.max_pending;
+    if (!full && flusher_error_) {
+      // The background flush failed: say so once, to this caller.
+      Error e = std::move(*flusher_error_);
+      flusher_error_.reset();
+      return e;
+    }
   }
-  pending_[id] = expires;
-  if (pending_.size() >= options_.max_pending) return flush_locked();
-  if (flusher_error_) {
-    // The background flush failed: say so once, to this caller.
-    Error e = std::move(*flusher_error_);
-    flusher_error_.reset();
-    return e;
-  }
-  return ok_status();
+  // A full queue is written by the caller that filled it: the handler
+  // threads slow down to the rate the file takes, instead of the queue
+  // growing.
+  return full ? flush() : ok_status();
+}
+
+Status SqliteDedupStore::flush() {
+  std::lock_guard w(writer_mutex_);
+  return flush_locked();
 }
 
 Status SqliteDedupStore::flush_locked() {
   const auto now = now_ms();
-  if (!pending_.empty()) {
-    if (auto s = begin_.run(); !s) return s;
-    for (const auto& [id, expires] : pending_) {
-      Resetting r(record_);
-      if (auto s = record_.bind(1, id.str()).bind(2, expires).run(); !s) {
-        (void)rollback_.run();
-        return s;  // the queue stays for the next flush
-      }
+  {
+    std::lock_guard q(queue_mutex_);
+    writing_.swap(pending_);  // writing_ is empty between flushes
+  }
+  if (!writing_.empty()) {
+    Status written = write_batch();
+    std::lock_guard q(queue_mutex_);
+    if (!written) {
+      // Back into the queue for the next flush; an id recorded again
+      // meanwhile keeps its newer expiry.
+      for (const auto& [id, expires] : writing_) pending_.try_emplace(id, expires);
+      writing_.clear();
+      return written;
     }
-    if (auto s = commit_.run(); !s) {
-      (void)rollback_.run();
-      return s;
-    }
-    pending_.clear();
+    writing_.clear();
   }
   // A failed purge is retried at the next flush; the writes succeeded.
   if (now >= next_purge_ms_) (void)purge_locked(now);
   return ok_status();
 }
 
-Status SqliteDedupStore::flush() {
-  std::lock_guard l(mutex_);
-  return flush_locked();
+Status SqliteDedupStore::write_batch() {
+  // Only the flusher holding writer_mutex_ touches writing_'s contents, so
+  // reading it without queue_mutex_ is safe: contains() only looks.
+  if (auto s = begin_.run(); !s) return s;
+  for (const auto& [id, expires] : writing_) {
+    Resetting r(record_);
+    if (auto s = record_.bind(1, id.str()).bind(2, expires).run(); !s) {
+      (void)rollback_.run();
+      return s;
+    }
+  }
+  if (auto s = commit_.run(); !s) {
+    (void)rollback_.run();
+    return s;
+  }
+  return ok_status();
 }
 
 void SqliteDedupStore::run_flusher() {
-  std::unique_lock l(mutex_);
+  std::unique_lock q(queue_mutex_);
   while (!stopping_) {
-    wake_.wait_for(l, options_.flush_interval, [this] { return stopping_; });
+    wake_.wait_for(q, options_.flush_interval, [this] { return stopping_; });
     if (stopping_) break;
     if (pending_.empty()) continue;
-    if (auto s = flush_locked(); !s) flusher_error_ = s.error();
+    q.unlock();
+    Status s = flush();
+    q.lock();
+    if (!s) flusher_error_ = s.error();
   }
 }
 
 SqliteDedupStore::~SqliteDedupStore() {
   if (flusher_.joinable()) {
     {
-      std::lock_guard l(mutex_);
+      std::lock_guard q(queue_mutex_);
       stopping_ = true;
     }
     wake_.notify_all();
     flusher_.join();
   }
-  std::lock_guard l(mutex_);
-  (void)flush_locked();  // best effort: a failure here loses only dedup hints
+  (void)flush();  // best effort: a failure here loses only dedup hints
 }
 
 Status SqliteDedupStore::purge() {
   const auto now = now_ms();
-  std::lock_guard l(mutex_);
+  std::lock_guard w(writer_mutex_);
   return purge_locked(now);
 }
 
@@ -190,7 +250,7 @@ Status SqliteDedupStore::purge_locked(std::int64_t now) {
 }
 
 Result<std::int64_t> SqliteDedupStore::size() {
-  std::lock_guard l(mutex_);
+  std::lock_guard w(writer_mutex_);
   if (auto s = flush_locked(); !s) return s.error();
   Resetting r(count_);
   auto row = count_.step();

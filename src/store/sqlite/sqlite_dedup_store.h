@@ -34,9 +34,14 @@
 // with every handled message, so sharing timers.sqlite or defer.sqlite would
 // make those wait on them.
 //
-// Thread safety: any thread; a mutex serialises use of the one connection
-// and guards the queue. One background thread per store (the flusher),
-// joined by the destructor.
+// Two connections to the file: lookups read through one while a flush
+// writes through the other (WAL readers do not wait for the writer), so a
+// handler's lookup never waits for a batch being written.
+//
+// Thread safety: any thread. One mutex per connection and one for the
+// queues; a flush swaps the queue out under the queue mutex and writes it
+// holding only the writer's. One background thread per store (the
+// flusher), joined by the destructor.
 #pragma once
 
 #include <condition_variable>
@@ -74,7 +79,7 @@ class SqliteDedupStore final : public DedupStore {
   Result<bool> contains(const DedupId& id) override;
   Status record(const DedupId& id) override;
   std::chrono::seconds ttl() const override { return options_.ttl; }
-  std::string describe() const override { return "sqlite:" + db_->path(); }
+  std::string describe() const override { return "sqlite:" + writer_->path(); }
 
   // Deletes the expired rows now (flushes do this periodically).
   Status purge();
@@ -84,22 +89,32 @@ class SqliteDedupStore final : public DedupStore {
   Result<std::int64_t> size();
 
  private:
-  SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> db, Options options);
+  SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer, std::unique_ptr<sqlite::SqliteDatabase> reader,
+                   Options options);
   Status prepare_statements();
   std::int64_t now_ms() const;
-  Status purge_locked(std::int64_t now);  // caller holds mutex_
-  Status flush_locked();                  // caller holds mutex_
+  Status purge_locked(std::int64_t now);  // caller holds writer_mutex_
+  Status flush_locked();                  // caller holds writer_mutex_
+  Status write_batch();                   // caller holds writer_mutex_
   void run_flusher();
 
   Options options_;
-  std::mutex mutex_;
-  std::unique_ptr<sqlite::SqliteDatabase> db_;  // guarded, like the statements
-  sqlite::Statement contains_, record_, purge_, count_, begin_, commit_, rollback_;
-  std::int64_t next_purge_ms_ = 0;  // guarded
-  // Recorded ids not yet written, with their expiry (epoch ms). Guarded.
+  // Lock order: writer_mutex_, then queue_mutex_; reader_mutex_ alone.
+  std::mutex writer_mutex_;  // the writer connection and its statements; next_purge_ms_
+  std::mutex reader_mutex_;  // the reader connection and contains_
+  std::mutex queue_mutex_;   // pending_, writing_ (membership), flusher_error_, stopping_
+  std::unique_ptr<sqlite::SqliteDatabase> writer_;
+  std::unique_ptr<sqlite::SqliteDatabase> reader_;
+  sqlite::Statement contains_;                                            // reader
+  sqlite::Statement record_, purge_, count_, begin_, commit_, rollback_;  // writer
+  std::int64_t next_purge_ms_ = 0;
+  // Recorded ids not yet written, with their expiry (epoch ms).
   std::unordered_map<DedupId, std::int64_t, DedupIdHash> pending_;
-  std::optional<Error> flusher_error_;  // the background flush's last failure, guarded
-  bool stopping_ = false;               // guarded
+  // The batch a flush is writing; emptied after its commit (or put back
+  // into pending_ when the write failed).
+  std::unordered_map<DedupId, std::int64_t, DedupIdHash> writing_;
+  std::optional<Error> flusher_error_;  // the background flush's last failure
+  bool stopping_ = false;
   std::condition_variable wake_;
   std::thread flusher_;
 };
