@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -67,6 +68,7 @@ struct Options {
   std::string wait = "none";  // none | fixed:US | uniform:LO-HI (microseconds)
   int concurrency = 0;        // 0 = library default
   int max_uncommitted = 0;    // 0 = library default
+  int idempotence_cache_size = -1;  // -1 = library default (8192; 0 turns deduplication off)
   double duration_s = 0;      // consume: stop this long after the first record (0 = run to completion)
   double timeout_s = 600;
   double rate = 0;  // produce: records/s (0 = as fast as possible)
@@ -990,11 +992,25 @@ json consume_cpp(const Options& o, const Layout& layout, bool live, const WaitSp
   if (mode == prosody::Mode::low_latency) c.with_failure_topic("bench-failures");
   if (o.concurrency > 0) c.with_max_concurrency(o.concurrency);
   if (o.max_uncommitted > 0) c.with_max_uncommitted(o.max_uncommitted);
+  if (o.idempotence_cache_size >= 0) c.with_idempotence_cache_size(o.idempotence_cache_size);
+  // Timer, defer and dedup SQLite files in a state dir of the run's own,
+  // removed afterwards: runs neither share nor accumulate ids.
+  const auto state_dir = std::filesystem::temp_directory_path() /
+                         ("prosody-bench-state-" + std::to_string(::getpid()) + "-" + o.group);
+  c.with_state_dir(state_dir.string());
+  struct RemoveAfter {
+    std::filesystem::path dir;
+    ~RemoveAfter() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } remove_state_dir{state_dir};
   for (const auto& [k, v] : prefetch_tuning(o)) c.with_kafka_property(k, v);
   r["extra_properties"] = o.consumer_properties;
   r["max_concurrency"] = c.max_concurrency();
   rec.set_full_concurrency(c.max_concurrency());  // fewer keys never reach it: no ramp_s then
   r["max_uncommitted"] = c.max_uncommitted();
+  r["idempotence_cache_size"] = c.idempotence_cache_size();
   r["max_enqueued_per_key"] = c.max_enqueued_per_key();
   auto client = prosody::Client::create(c);
   if (auto s = client->subscribe(std::make_shared<BenchHandler>(rec, wait)); !s) {
@@ -1017,7 +1033,9 @@ json consume_cpp(const Options& o, const Layout& layout, bool live, const WaitSp
                 {"failed", st.failed},           {"pauses", st.pauses},
                 {"resumes", st.resumes},         {"rebalances", st.rebalances},
                 {"max_uncommitted_seen", st.max_uncommitted_seen},
-                {"max_in_flight_seen", st.max_in_flight_seen}};
+                {"max_in_flight_seen", st.max_in_flight_seen},
+                {"deduplicated", st.deduplicated},
+                {"dedup_store_errors", st.dedup_store_errors}};
   r["rss_mb_series"] = rss.series();
   finish(r, t0, cpu0);
   return r;
@@ -1125,6 +1143,8 @@ int main(int argc, char** argv) {
   consume->add_option("--wait", o.wait, "handler wait: none | fixed:US | uniform:LO-HI (microseconds)");
   consume->add_option("--concurrency", o.concurrency, "prosody max_concurrency (0 = default)");
   consume->add_option("--max-uncommitted", o.max_uncommitted, "prosody max_uncommitted (0 = default)");
+  consume->add_option("--idempotence-cache-size", o.idempotence_cache_size,
+                      "prosody idempotence_cache_size (-1 = default 8192; 0 = no deduplication)");
   consume->add_option("--duration", o.duration_s, "stop this many seconds after the first record (0 = until done)");
   consume->add_option("--timeout", o.timeout_s, "give up after this many seconds");
   consume->add_option("--ready-file", o.ready_file, "touched once all partitions are assigned");

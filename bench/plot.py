@@ -41,7 +41,7 @@ def plot_bars(plt, data, out):
             r = s.get("records_per_s_range") or [v, v]
             x = gi + (si - (len(systems) - 1) / 2) * width
             ax.bar(x, v, width * 0.95, color=color(system), alpha=1.0 if ":" not in system or "pipeline" in system else 0.6,
-                   label=system if system not in seen_labels else None,
+                   hatch="//" if "+" in system else None, label=system if system not in seen_labels else None,
                    yerr=[[max(0, v - r[0])], [max(0, r[1] - v)]], capsize=3)
             seen_labels.add(system)
             note = f"{v:,.0f}"
