@@ -19,12 +19,7 @@ using testing::wait_until;
 std::shared_ptr<Client> sender() { return testing::mock_producer_client("dedup-test-producer"); }
 
 long total_committed(const std::string& topic, const std::string& group, int partitions) {
-  long total = 0;
-  for (auto& [p, o] : testing::committed_offsets(kafka::MockCluster::instance().bootstrap_servers(), topic, group,
-                                                 partitions)) {
-    total += std::max(o, 0L);
-  }
-  return total;
+  return testing::total_committed(kafka::MockCluster::instance().bootstrap_servers(), topic, group, partitions);
 }
 
 TEST(DedupMock, ASecondMessageWithTheSameEventIdOnAKeyIsCommittedWithoutRunningTheHandler) {

@@ -41,10 +41,7 @@ TEST_F(RealKafka, PerKeyOrderAcrossEightPartitionsAndTenThousandKeys) {
   EXPECT_EQ(handler->overlaps(), 0);
   EXPECT_EQ(handler->duplicates(), 0);
   // The broker holds the final positions: every partition fully committed.
-  auto committed = testing::committed_offsets(bootstrap(), topic, group, 8);
-  long total = 0;
-  for (auto& [part, off] : committed) total += std::max(off, 0L);
-  EXPECT_EQ(total, n);
+  EXPECT_EQ(testing::total_committed(bootstrap(), topic, group, 8), n);
 }
 
 TEST_F(RealKafka, ConsumersJoiningAndLeavingLoseNothing) {
@@ -123,11 +120,7 @@ TEST_F(RealKafka, AReplayOfHandledRecordsRunsNoHandlerAgain) {
   const long n = 600;
   ASSERT_EQ(testing::produce_sequenced(**p, topic, n, 50), n);
   auto handler = std::make_shared<RecordingHandler>();
-  auto total_committed = [&] {
-    long total = 0;
-    for (auto& [part, off] : testing::committed_offsets(bootstrap(), topic, group, 3)) total += std::max(off, 0L);
-    return total;
-  };
+  auto total_committed = [&] { return testing::total_committed(bootstrap(), topic, group, 3); };
   {
     auto c = Client::create(consumer_config(topic, group).with_state_dir(state_dir.string()));
     ASSERT_TRUE(c->subscribe(handler));

@@ -4,6 +4,7 @@
 // librdkafka's admin API.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <string>
@@ -90,6 +91,18 @@ inline std::map<int, long> committed_offsets(const std::string& bootstrap, const
   rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
   return out;
+}
+
+// The sum over partitions of `group`'s committed offsets (a partition with
+// none counts 0): the number of records committed when the topic started
+// at offset 0.
+inline long total_committed(const std::string& bootstrap, const std::string& topic, const std::string& group,
+                            int partitions) {
+  long total = 0;
+  for (const auto& [partition, offset] : committed_offsets(bootstrap, topic, group, partitions)) {
+    total += std::max(offset, 0L);
+  }
+  return total;
 }
 
 // Sets `group`'s committed offset of every partition of `topic` to `offset`
