@@ -95,7 +95,7 @@ def plot_latency(plt, data, out):
         for j, (key, alpha) in enumerate(pcts):
             v = s.get(key) or 0
             ax.bar(i + (j - 1) * w, v, w * 0.95, color=color(system), alpha=alpha,
-                   label=key.replace("_ms", "") if i == 0 else None)
+                   hatch="//" if "+" in system else None, label=key.replace("_ms", "") if i == 0 else None)
             ax.annotate(f"{v:.1f}", (i + (j - 1) * w, v), ha="center", va="bottom", fontsize=6)
     ax.axhline(10, color="k", linestyle="dashed", linewidth=1)
     ax.annotate("10 ms target (p99, mock)", (len(rows) - 0.5, 10), fontsize=7, ha="right", va="bottom")
@@ -118,7 +118,7 @@ def plot_latency(plt, data, out):
                     system = r.get("system_label", r.get("system", "?"))
                     sub.plot(range(len(ys)), [max(y, 0.1) for y in ys], color=color(system), linewidth=0.8,
                              alpha=1.0 if "low_latency" not in system else 0.5,
-                             linestyle="--" if "low_latency" in system else "-",
+                             linestyle="--" if "low_latency" in system else ":" if "+" in system else "-",
                              label=system if system not in seen else None)
                     seen.add(system)
             sub.axhline(10, color="k", linestyle="dashed", linewidth=1)
