@@ -743,6 +743,7 @@ json produce_cpp(const Options& o) {
   const double cpu0 = cpu_seconds();
   prosody::Config c = cpp_base_config(o);
   c.with_source_system("bench-producer").with_client_id("bench-cpp-producer");
+  if (o.idempotence_cache_size >= 0) c.with_idempotence_cache_size(o.idempotence_cache_size);
   for (const auto& [k, v] : producer_tuning(o)) c.with_kafka_property(k, v);
   auto client = prosody::Client::create(c);
   auto producer = client->producer();
@@ -786,6 +787,7 @@ json produce_cpp(const Options& o) {
   r["cpu_us_per_record"] = (cpu_seconds() - c0) * 1e6 / static_cast<double>(o.records);
   r["enqueue_errors"] = enqueue_errors;
   r["fire_and_forget"] = o.fire_and_forget;
+  r["idempotence_cache_size"] = c.idempotence_cache_size();
   // Without callbacks a flush that empties the queue is the only signal:
   // every record was either delivered or failed, and failures are not seen.
   if (o.fire_and_forget && fs) ok.store(o.records - enqueue_errors);
@@ -1128,6 +1130,9 @@ int main(int argc, char** argv) {
   produce->add_option("--source-system-header", o.source_system_header,
                       "raw: send this `source-system` header on every record (prosody-cpp always sends one)");
   produce->add_option("--compression", o.compression, "raw: compression.codec (default lz4, as prosody-cpp)");
+  produce->add_option("--idempotence-cache-size", o.idempotence_cache_size,
+                      "cpp: idempotence_cache_size, the producer's memory of delivered ids (-1 = default 8192; 0 = "
+                      "every send goes out)");
   produce->add_flag("--fire-and-forget", o.fire_and_forget,
                     "cpp: send_async without a delivery callback (delivery inferred from a successful flush)");
 

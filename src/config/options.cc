@@ -243,7 +243,10 @@ std::vector<OptionSpec> Access::build_specs() {
       "topic name; required in low_latency mode", "Send unprocessable messages here (dead letter queue)", true},
       &C::failure_topic_, optional_topic_name()));
   t.push_back(option(OptionInfo{"idempotence_cache_size", "PROSODY_IDEMPOTENCE_CACHE_SIZE", "Consumer", "8192",
-      ">= 0 (0 disables deduplication)", "Global shared cache capacity for message deduplication", true},
+      ">= 0 (0 disables deduplication)",
+      "Global shared cache capacity for message deduplication; also the producer's memory of delivered ids (resends of a "
+      "delivered (topic, key, id) are skipped)",
+      true},
       &C::idempotence_cache_size_, at_least(0)));
   t.push_back(option(OptionInfo{"idempotence_version", "PROSODY_IDEMPOTENCE_VERSION", "Consumer", "1",
       "non-empty string", "Version string for cache-busting dedup hashes", true},

@@ -176,8 +176,11 @@ class ClientImpl final : public Client {
     if (auto s = config_.validate(); !s) return std::move(s).error();
     auto bootstrap = bootstrap_servers();
     if (!bootstrap) return std::move(bootstrap).error();
+    // One size for both caches, as in Prosody: the consumer's dedup cache and
+    // the producer's record of what it delivered (resends are skipped).
     auto p = kafka::KafkaProducer::create(producer_settings(*bootstrap), config_.effective_source_system(),
-                                          config_.send_timeout(), clock_);
+                                          config_.send_timeout(), clock_,
+                                          static_cast<std::size_t>(config_.idempotence_cache_size()));
     if (!p) return std::move(p).error();
     producer_ = std::move(*p);
     return producer_.get();

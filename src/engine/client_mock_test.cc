@@ -63,6 +63,23 @@ TEST(Client, OversizedRecordIsAClearPermanentError) {
   EXPECT_NE(r.error().message().find(topic), std::string::npos) << r.error().message();
 }
 
+TEST(Client, SendsOfADeliveredEventIdGoOutOnceUnlessTheCacheIsOff) {
+  const auto topic = unique_name("resend");
+  ASSERT_TRUE(kafka::MockCluster::instance().create_topic(topic, 1));
+  // idempotence_cache_size (8192 by default) sizes the producer's memory too.
+  auto client = Client::create(mock_config(topic, unique_name("g")));
+  auto first = client->send(topic, "k", R"({"id":"order-1"})");
+  auto resend = client->send(topic, "k", R"({"id":"order-1"})");
+  ASSERT_TRUE(first && resend);
+  EXPECT_EQ(resend->offset, first->offset);
+  auto off = Client::create(mock_config(topic, unique_name("g")).with_idempotence_cache_size(0));
+  auto a = off->send(topic, "k", R"({"id":"order-1"})");
+  auto b = off->send(topic, "k", R"({"id":"order-1"})");
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->offset, b->offset);
+  EXPECT_NE(a->offset, first->offset);
+}
+
 TEST(Client, StopTokenEndsTheWaitForDelivery) {
   // No broker answers on this address: delivery can never be acknowledged.
   Config c;

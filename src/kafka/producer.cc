@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "middleware/dedup_id.h"
 #include "prosody/logging.h"
 
 namespace prosody::kafka {
@@ -84,12 +85,15 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view topic, std::string_v
 struct KafkaProducer::DeliveryState {
   DeliveryCallback callback;      // set by a sender, emptied on the delivery thread once called
   DeliveryState* next = nullptr;  // free list, or the chain handed back
+  std::optional<store::DedupId> resend_id;  // remembered once delivered
 };
 
-KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock)
+KafkaProducer::KafkaProducer(std::string source_system, milliseconds send_timeout, std::shared_ptr<Clock> clock,
+                             std::size_t resend_cache_size)
     : source_system_(std::move(source_system)),
       send_timeout_(send_timeout),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      sent_(resend_cache_size > 0 ? std::make_unique<middleware::IdCache<SentRecord>>(resend_cache_size) : nullptr) {}
 
 KafkaProducer::~KafkaProducer() {
   if (handle_ && main_queue_) {
@@ -119,14 +123,16 @@ KafkaProducer::~KafkaProducer() {
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::create(const ProducerSettings& settings,
                                                              std::string source_system, milliseconds send_timeout,
-                                                             std::shared_ptr<Clock> clock) {
+                                                             std::shared_ptr<Clock> clock,
+                                                             std::size_t resend_cache_size) {
   auto conf = producer_conf(settings);
   if (!conf) return std::move(conf).error();
   // Delivery reports as events: whoever destroys an event frees its records
   // (see the header on why that is a sender, not the delivery thread).
   rd_kafka_conf_set_events(conf->get(), RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
   char err[512];
-  auto p = std::unique_ptr<KafkaProducer>(new KafkaProducer(std::move(source_system), send_timeout, std::move(clock)));
+  auto p = std::unique_ptr<KafkaProducer>(
+      new KafkaProducer(std::move(source_system), send_timeout, std::move(clock), resend_cache_size));
   p->handle_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), err, sizeof err));
   if (!p->handle_) return Error::permanent(std::string("cannot create Kafka producer: ") + err, ErrorCode::invalid_config);
   p->main_queue_.reset(rd_kafka_queue_get_main(p->handle_.get()));
@@ -182,10 +188,18 @@ void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
 
 KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m, const rd_kafka_topic_t*& rkt,
                                                      const char*& topic) {
-  // No state: a fire-and-forget send_async, nobody wants the report.
+  // No state: a fire-and-forget send_async of a record without an event
+  // id, nobody wants the report.
   auto* state = static_cast<DeliveryState*>(m._private);
   if (!state) return nullptr;
+  if (state->resend_id) {
+    // Remembered before the callback runs: a sender told "delivered" that
+    // sends the same event again is answered from the cache.
+    if (!m.err) sent_->insert(*state->resend_id, SentRecord{Partition{m.partition}, Offset{m.offset}});
+    state->resend_id.reset();
+  }
   auto& cb = state->callback;
+  if (!cb) return state;
   if (m.rkt != rkt) {  // an event holds one partition's records: one lookup
     rkt = m.rkt;
     topic = rd_kafka_topic_name(m.rkt);
@@ -200,7 +214,8 @@ KafkaProducer::DeliveryState* KafkaProducer::deliver(const rd_kafka_message_t& m
   return state;
 }
 
-KafkaProducer::DeliveryState* KafkaProducer::acquire_state(DeliveryCallback&& cb) {
+KafkaProducer::DeliveryState* KafkaProducer::acquire_state(DeliveryCallback&& cb,
+                                                           const std::optional<store::DedupId>& resend_id) {
   DeliveryState* s = nullptr;
   {
     std::lock_guard l(states_mutex_);
@@ -221,6 +236,7 @@ KafkaProducer::DeliveryState* KafkaProducer::acquire_state(DeliveryCallback&& cb
   }
   s->next = nullptr;
   s->callback = std::move(cb);
+  s->resend_id = resend_id;
   return s;
 }
 
@@ -314,6 +330,19 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
   rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR__INVALID_ARG;
   rd_kafka_topic_t* rkt = topic_handle(topic, topic_err);
   if (!rkt) return kafka_error(topic_err, topic, "cannot send");
+  std::optional<store::DedupId> resend_id;
+  if (sent_) {
+    std::string scratch;
+    if (const auto event_id = middleware::find_json_event_id(payload, scratch)) {
+      resend_id = middleware::producer_dedup_id(topic, key, *event_id);
+      if (const auto sent = sent_->find(*resend_id)) {
+        // Delivered before: not sent again (Prosody's producer returns Ok
+        // here; we also say where the record is).
+        if (on_delivery) on_delivery(Delivery{std::string(topic), sent->partition, sent->offset});
+        return {};
+      }
+    }
+  }
   // Both stay ours until a produce call succeeds; a queue-full retry reuses
   // them (librdkafka leaves the headers with the caller when it fails).
   HeadersHandle hdrs(make_headers(headers));
@@ -324,9 +353,10 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
     ~StateOwner() {
       if (state == nullptr) return;
       state->callback = nullptr;
+      state->resend_id.reset();
       producer->recycle_states(state, state);
     }
-  } state{this, on_delivery ? acquire_state(std::move(on_delivery)) : nullptr};
+  } state{this, on_delivery || resend_id ? acquire_state(std::move(on_delivery), resend_id) : nullptr};
   // The clock is read only once the queue is full: the common path never
   // needs the deadline.
   std::optional<Clock::steady_time> deadline;

@@ -26,8 +26,20 @@
 // queue.buffering.max.messages, ~48 bytes each) and is freed with the
 // producer.
 //
+// Resends (Prosody's producer dedup, reference/prosody-internals.md §6):
+// with a cache size above 0, a payload with a top-level string "id" is
+// looked up by (topic, key, id) among the records this producer has
+// delivered (an approximate LRU of `idempotence_cache_size` entries). A hit
+// is not sent again: the send reports the first record's partition and
+// offset. A record is remembered only once the broker acknowledged it, so a
+// failed send can be retried, and two sends of one id racing before the
+// first acknowledgement both go out (consumer-side deduplication catches
+// that one).
+//
 // Thread safety: all public methods are safe from any thread. Delivery
 // callbacks run on the producer's own delivery thread; keep them short. The
+// one exception: a send skipped as a resend reports at once, on the
+// sender's thread, before send_async returns. The
 // topic cache is guarded by a shared mutex (readers on a topic change, a
 // writer only the first time a topic is seen) and publishes the last topic
 // used through an atomic pointer; the retired events by their own mutex,
@@ -41,6 +53,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -50,6 +63,7 @@
 
 #include "kafka/client_config.h"
 #include "kafka/handles.h"
+#include "middleware/dedup_cache.h"
 #include "prosody/clock.h"
 #include "prosody/producer.h"
 
@@ -57,9 +71,11 @@ namespace prosody::kafka {
 
 class KafkaProducer final : public Producer {
  public:
+  // `resend_cache_size`: records remembered for skipping resends; 0 = off.
   static Result<std::unique_ptr<KafkaProducer>> create(const ProducerSettings& settings, std::string source_system,
                                                        std::chrono::milliseconds send_timeout,
-                                                       std::shared_ptr<Clock> clock);
+                                                       std::shared_ptr<Clock> clock,
+                                                       std::size_t resend_cache_size = 0);
   ~KafkaProducer() override;
 
   Result<Delivery> send(std::string_view topic, std::string_view key, std::string_view payload,
@@ -70,7 +86,8 @@ class KafkaProducer final : public Producer {
   const std::string& source_system() const override { return source_system_; }
 
  private:
-  KafkaProducer(std::string source_system, std::chrono::milliseconds send_timeout, std::shared_ptr<Clock> clock);
+  KafkaProducer(std::string source_system, std::chrono::milliseconds send_timeout, std::shared_ptr<Clock> clock,
+                std::size_t resend_cache_size);
   Status enqueue(std::string_view topic, std::string_view key, std::string_view payload, const Headers& headers,
                  DeliveryCallback on_delivery);
   // Delivery thread: serves the main queue until stopped.
@@ -79,9 +96,10 @@ class KafkaProducer final : public Producer {
   struct DeliveryState;
   // Runs the record's callback; returns its (now empty) state for reuse.
   // `topic` caches the name of the last topic handle seen in this event.
-  static DeliveryState* deliver(const rd_kafka_message_t& m, const rd_kafka_topic_t*& rkt, const char*& topic);
-  // A sender's state for `cb` (non-empty), from the pool.
-  DeliveryState* acquire_state(DeliveryCallback&& cb);
+  DeliveryState* deliver(const rd_kafka_message_t& m, const rd_kafka_topic_t*& rkt, const char*& topic);
+  // A sender's state for `cb` (may be empty) and the record's resend id
+  // (remembered once delivered), from the pool.
+  DeliveryState* acquire_state(DeliveryCallback&& cb, const std::optional<store::DedupId>& resend_id);
   // Back to the pool: a chain through DeliveryState::next, callbacks empty.
   // Delivery thread (lock-free push) and senders (a state never sent).
   void recycle_states(DeliveryState* head, DeliveryState* tail);
@@ -109,9 +127,18 @@ class KafkaProducer final : public Producer {
 
   using TopicMap = std::unordered_map<std::string, TopicHandle, NameHash, std::equal_to<>>;
 
+  // Where a delivered record went: what a skipped resend reports.
+  struct SentRecord {
+    Partition partition{-1};
+    Offset offset{-1};
+  };
+
   const std::string source_system_;
   const std::chrono::milliseconds send_timeout_;
   const std::shared_ptr<Clock> clock_;
+  // Delivered records by producer_dedup_id; null when resends are not
+  // skipped. Senders look up, the delivery thread inserts (its own locks).
+  const std::unique_ptr<middleware::IdCache<SentRecord>> sent_;
   // The state pool. Declared before handle_: the states of records still
   // queued when librdkafka is destroyed stay valid until it is gone. (The
   // destructor purges what its flush left, so normally there are none; if

@@ -3,12 +3,14 @@
 // several topics through the topic-handle cache, the pooled delivery states,
 // a malformed topic name, the bounded wait on a full local queue
 // (simulated clock, no sleeps), closing with records undelivered, and a
-// mock cluster with a simulated round trip time (a slow broker).
+// mock cluster with a simulated round trip time (a slow broker), and
+// resends of a delivered event skipped (Prosody's producer cases).
 #include "kafka/producer.h"
 
 #include <atomic>
 #include <future>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -269,6 +271,103 @@ TEST(KafkaProducer, ClosingWithUndeliveredRecordsReportsEachOnceAsShutDownAndKee
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(shut_down.load(), kRecords);
   EXPECT_EQ(token.use_count(), 1);
+}
+
+// The records in partition 0 of `topic` (its high watermark).
+std::int64_t records_in(const std::string& topic) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", MockCluster::instance().bootstrap_servers().c_str(), err, sizeof err);
+  KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err));
+  if (!rk) return -1;
+  std::int64_t low = 0, high = -1;
+  if (rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), 0, &low, &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return -1;
+  }
+  return high;
+}
+
+std::unique_ptr<Producer> make_with_resend_cache(const ProducerSettings& s, std::size_t cache_size) {
+  auto p = KafkaProducer::create(s, "producer-test-system", 1s, system_clock(), cache_size);
+  EXPECT_TRUE(p) << (p ? "" : p.error().message());
+  return p ? std::move(*p) : nullptr;
+}
+
+// Prosody's producer test cases: what a resend is, and what is not one.
+TEST(KafkaProducer, AResendOfADeliveredEventIsSkippedAndReportsWhereTheFirstWent) {
+  const auto topic = testing::unique_name("producer-resend");
+  const auto other_topic = testing::unique_name("producer-resend-other");
+  ASSERT_TRUE(MockCluster::instance().create_topic(topic, 1));
+  ASSERT_TRUE(MockCluster::instance().create_topic(other_topic, 1));
+  auto p = make_with_resend_cache(mock_settings(), 64);
+  ASSERT_TRUE(p);
+
+  auto first = p->send(topic, "k", R"({"id":"e1","seq":0})");
+  ASSERT_TRUE(first) << first.error().message();
+  // The same event again (another body, same id): not sent, same place.
+  auto again = p->send(topic, "k", R"({"id":"e1","seq":1})");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->topic, topic);
+  EXPECT_EQ(again->partition, first->partition);
+  EXPECT_EQ(again->offset, first->offset);
+  EXPECT_EQ(records_in(topic), 1);
+
+  // The same id on another key, or to another topic, is another event.
+  auto other_key = p->send(topic, "k2", R"({"id":"e1"})");
+  ASSERT_TRUE(other_key);
+  EXPECT_NE(other_key->offset, first->offset);
+  ASSERT_TRUE(p->send(other_topic, "k", R"({"id":"e1"})"));
+  EXPECT_EQ(records_in(topic), 2);
+  EXPECT_EQ(records_in(other_topic), 1);
+
+  // id -> no id -> id: the third is a resend; id1 -> id2 -> id1 too.
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":"e2"})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"seq":5})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":"e2"})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":"e3"})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":"e2"})"));
+  EXPECT_EQ(records_in(topic), 5) << "e1, e1 on k2, e2, the id-less record, e3";
+
+  // Payloads without a string id are never skipped.
+  ASSERT_TRUE(p->send(topic, "k", R"({"seq":5})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":7})"));
+  ASSERT_TRUE(p->send(topic, "k", R"({"id":7})"));
+  EXPECT_EQ(records_in(topic), 8);
+
+  // send_async: a resend reports at once, before the call returns.
+  std::optional<Result<Delivery>> reported;
+  ASSERT_TRUE(p->send_async(topic, "k", R"({"id":"e1"})", {}, [&](Result<Delivery> d) { reported.emplace(d); }));
+  ASSERT_TRUE(reported.has_value());
+  ASSERT_TRUE(*reported);
+  EXPECT_EQ((*reported)->offset, first->offset);
+  EXPECT_EQ(records_in(topic), 8);
+}
+
+TEST(KafkaProducer, AFailedDeliveryIsNotRememberedSoItsResendGoesOut) {
+  // Nothing listens on the discard port: the delivery times out.
+  ProducerSettings s;
+  s.bootstrap_servers = "127.0.0.1:9";
+  s.client_id = "producer-mock-test-resend-failed";
+  s.kafka_properties = {{"message.timeout.ms", "300"}};
+  auto p = make_with_resend_cache(s, 64);
+  ASSERT_TRUE(p);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto sent = p->send("t", "k", R"({"id":"e1"})");
+    ASSERT_FALSE(sent) << "attempt " << attempt << " was answered from the cache";
+    EXPECT_EQ(sent.error().code(), ErrorCode::timed_out) << sent.error().message();
+  }
+}
+
+TEST(KafkaProducer, WithoutAResendCacheEverySendGoesOut) {
+  const auto topic = testing::unique_name("producer-no-resend-cache");
+  ASSERT_TRUE(MockCluster::instance().create_topic(topic, 1));
+  auto p = make(mock_settings());  // the default: no cache
+  ASSERT_TRUE(p);
+  auto first = p->send(topic, "k", R"({"id":"e1"})");
+  auto second = p->send(topic, "k", R"({"id":"e1"})");
+  ASSERT_TRUE(first && second);
+  EXPECT_NE(first->offset, second->offset);
+  EXPECT_EQ(records_in(topic), 2);
 }
 
 }  // namespace

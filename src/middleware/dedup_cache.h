@@ -1,50 +1,141 @@
-// Tier 1 of deduplication: the ids of messages this consumer handled
-// recently, shared by all its partitions (reference/prosody-internals.md
-// §2f: Prosody's consumer-wide approximate LRU, `idempotence_cache_size`
-// entries). A hit skips the store lookup; a miss asks the store (tier 2).
+// Bounded caches keyed by deduplication ids, without allocation per entry.
 //
-// Approximate: the capacity is split over 16 shards, each an exact LRU with
-// its own mutex, so the least recently used id of the whole cache is not
-// always the one evicted. Sharding keeps the workers from queueing on one
-// mutex for every message; ids are uniform hashes, so shards fill evenly.
+// DedupCache is tier 1 of the consumer's deduplication: the ids of messages
+// this consumer handled recently, shared by all its partitions
+// (reference/prosody-internals.md §2f: Prosody's consumer-wide approximate
+// LRU, `idempotence_cache_size` entries). A hit skips the store lookup; a
+// miss asks the store (tier 2). The producer keeps one of the same shape
+// (IdCache<SentRecord>, kafka/producer.h): where each delivered
+// (topic, key, event id) went.
 //
-// Thread safety: any thread.
+// Set-associative, like a CPU cache: entries live in sets of kWays, an id
+// only in the set its hash picks, and a full set forgets its least recently
+// used entry. Only approximately an LRU, so it has twice `capacity` slots:
+// an id seen k inserts ago is still held unless 8 newer ids landed in its
+// set, which happens with probability P(Poisson(4k/capacity) >= 8) — 0.1 %
+// at k = capacity/2, 5 % at k = capacity (an exact LRU: 0 %, then all
+// gone). In exchange an insert allocates nothing and touches one set; the
+// linked LRU plus hash map it replaced cost two allocations, two frees and
+// a bucket-chain walk per entry (bench/PROFILE.md "Session 10"), and more
+// memory per id than the two slots (~40 bytes each with a bool value). A
+// forgotten id costs a store lookup (consumer) or a resend that goes out
+// (producer), nothing more.
+//
+// Thread safety: any thread; one mutex per set.
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 
-#include "middleware/lru_map.h"
 #include "store/dedup_store.h"
 
 namespace prosody::middleware {
 
-class DedupCache {
+template <typename V>
+class IdCache {
  public:
-  // `capacity` ids in all (at least one per shard).
-  explicit DedupCache(std::size_t capacity);
+  static constexpr std::size_t kWays = 8;
 
-  // True when `id` is held; marks it recently used.
-  bool contains(const store::DedupId& id);
-  // Holds `id` (evicting its shard's least recently used id when full).
-  void insert(const store::DedupId& id);
+  // Sized for `capacity` recent ids (at least 1): 2 x capacity slots,
+  // rounded up to whole sets.
+  explicit IdCache(std::size_t capacity)
+      : capacity_(capacity == 0 ? 1 : capacity),
+        sets_((2 * capacity_ + kWays - 1) / kWays),
+        table_(std::make_unique<Set[]>(sets_)) {}
 
-  std::size_t size() const;
+  // The value held for `id`, if any; marks it recently used.
+  std::optional<V> find(const store::DedupId& id) {
+    const Halves key(id);
+    Set& s = table_[key.low % sets_];
+    std::lock_guard l(s.mutex);
+    const std::size_t way = s.way_of(key);
+    if (way == kWays) return std::nullopt;
+    s.touch(way);
+    return s.values[way];
+  }
+  bool contains(const store::DedupId& id) { return find(id).has_value(); }
+
+  // Holds `id` with `value`; a full set forgets its least recently used id.
+  void insert(const store::DedupId& id, V value = V{}) {
+    const Halves key(id);
+    Set& s = table_[key.low % sets_];
+    std::lock_guard l(s.mutex);
+    std::size_t way = s.way_of(key);
+    if (way == kWays) way = s.victim();
+    s.low[way] = key.low;
+    s.high[way] = key.high;
+    s.values[way] = std::move(value);
+    s.touch(way);
+  }
+
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < sets_; ++i) {
+      std::lock_guard l(table_[i].mutex);
+      for (auto stamp : table_[i].stamps) n += stamp != 0;
+    }
+    return n;
+  }
   std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t slots() const noexcept { return sets_ * kWays; }
+
+  // The set `id` belongs to (tests build collisions with it).
+  std::size_t set_of(const store::DedupId& id) const noexcept { return Halves(id).low % sets_; }
 
  private:
-  static constexpr std::size_t kShards = 16;
-  struct Shard {
-    explicit Shard(std::size_t capacity) : ids(capacity) {}
-    mutable std::mutex mutex;
-    LruMap<store::DedupId, bool, store::DedupIdHash> ids;  // guarded by mutex
+  struct Halves {
+    explicit Halves(const store::DedupId& id) {
+      std::memcpy(&low, id.bytes.data(), 8);
+      std::memcpy(&high, id.bytes.data() + 8, 8);
+    }
+    std::uint64_t low, high;
   };
-  Shard& shard(const store::DedupId& id);
+  struct Set {
+    mutable std::mutex mutex;
+    // Recency per way, from the set's own counter; 0 = empty.
+    std::uint32_t clock = 0;
+    std::array<std::uint32_t, kWays> stamps{};
+    // The ids as two 64-bit halves: a way is two integer compares.
+    std::array<std::uint64_t, kWays> low{}, high{};
+    std::array<V, kWays> values{};
+
+    std::size_t way_of(const Halves& id) const {
+      for (std::size_t w = 0; w < kWays; ++w) {
+        if (low[w] == id.low && high[w] == id.high && stamps[w] != 0) return w;
+      }
+      return kWays;
+    }
+    // An empty way, else the least recently used one.
+    std::size_t victim() const {
+      std::size_t oldest = 0;
+      for (std::size_t w = 0; w < kWays; ++w) {
+        if (stamps[w] == 0) return w;
+        if (stamps[w] < stamps[oldest]) oldest = w;
+      }
+      return oldest;
+    }
+    void touch(std::size_t way) {
+      if (++clock == 0) {
+        // Wrapped after 2^32 uses of this set: every held entry becomes
+        // equally old once (an eviction order lost, no entry).
+        for (auto& stamp : stamps) stamp = stamp != 0 ? 1 : 0;
+        clock = 2;
+      }
+      stamps[way] = clock;
+    }
+  };
 
   std::size_t capacity_;
-  std::array<std::unique_ptr<Shard>, kShards> shards_;
+  std::size_t sets_;
+  std::unique_ptr<Set[]> table_;
 };
+
+// The consumer's: ids only.
+using DedupCache = IdCache<bool>;
 
 }  // namespace prosody::middleware

@@ -23,54 +23,74 @@ TEST(DedupCache, HoldsWhatWasInsertedAndNothingElse) {
   EXPECT_EQ(cache.size(), 1u);
 }
 
-TEST(DedupCache, StaysWithinItsCapacityAndKeepsTheRecentIds) {
+TEST(DedupCache, StaysWithinItsSlotsAndKeepsTheRecentIds) {
   DedupCache cache(1024);
   for (std::int64_t i = 0; i < 100'000; ++i) cache.insert(id_for(i));
-  EXPECT_LE(cache.size(), 1024u);
-  EXPECT_GE(cache.size(), 1024u - 16u) << "shards fill evenly (ids are uniform hashes)";
+  EXPECT_EQ(cache.size(), cache.slots()) << "every set fills (ids are uniform hashes)";
   // The newest ids are all held; the oldest are gone.
   for (std::int64_t i = 100'000 - 32; i < 100'000; ++i) EXPECT_TRUE(cache.contains(id_for(i))) << i;
   EXPECT_FALSE(cache.contains(id_for(0)));
 }
 
-TEST(DedupCache, ALookupRefreshesAnId) {
-  DedupCache cache(32);  // two ids per shard; the cache shards by the last byte
-  std::vector<store::DedupId> same_shard;
-  for (std::int64_t i = 0; same_shard.size() < 3; ++i) {
+// Ids of one set: `count` of them, all hashing to set 0 of `cache`.
+template <typename Cache>
+std::vector<store::DedupId> ids_of_set_zero(const Cache& cache, std::size_t count) {
+  std::vector<store::DedupId> out;
+  for (std::int64_t i = 0; out.size() < count; ++i) {
     const auto id = id_for(i);
-    if (id.bytes[15] % 16 == 0) same_shard.push_back(id);
+    if (cache.set_of(id) == 0) out.push_back(id);
   }
-  cache.insert(same_shard[0]);
-  cache.insert(same_shard[1]);
-  ASSERT_TRUE(cache.contains(same_shard[0]));  // now the most recent
-  cache.insert(same_shard[2]);                 // evicts the least recent: [1]
-  EXPECT_TRUE(cache.contains(same_shard[0]));
-  EXPECT_FALSE(cache.contains(same_shard[1]));
-  EXPECT_TRUE(cache.contains(same_shard[2]));
+  return out;
 }
 
-TEST(DedupCache, EvictionsInOtherShardsLeaveAnIdAlone) {
-  DedupCache cache(16);  // one id per shard
-  const auto kept = id_for(0);
+TEST(DedupCache, AFullSetForgetsItsLeastRecentlyUsedIdAndALookupRefreshesOne) {
+  DedupCache cache(DedupCache::kWays);  // two sets
+  const auto same_set = ids_of_set_zero(cache, DedupCache::kWays + 1);
+  for (std::size_t i = 0; i < DedupCache::kWays; ++i) cache.insert(same_set[i]);
+  ASSERT_TRUE(cache.contains(same_set[0]));  // now the most recent; [1] is the oldest
+  cache.insert(same_set[DedupCache::kWays]);
+  EXPECT_TRUE(cache.contains(same_set[0]));
+  EXPECT_FALSE(cache.contains(same_set[1]));
+  for (std::size_t i = 2; i <= DedupCache::kWays; ++i) EXPECT_TRUE(cache.contains(same_set[i])) << i;
+}
+
+TEST(DedupCache, EvictionsInOtherSetsLeaveAnIdAlone) {
+  DedupCache cache(DedupCache::kWays);  // two sets
+  const auto kept = ids_of_set_zero(cache, 1).front();
   cache.insert(kept);
-  // Insert ids of other shards only, and of the same shard after a lookup.
   for (std::int64_t i = 1; i < 1000; ++i) {
     const auto id = id_for(i);
-    if (id.bytes[15] % 16 == kept.bytes[15] % 16) continue;
-    cache.insert(id);
+    if (cache.set_of(id) != cache.set_of(kept)) cache.insert(id);
   }
-  EXPECT_TRUE(cache.contains(kept)) << "other shards' evictions do not touch it";
+  EXPECT_TRUE(cache.contains(kept)) << "other sets' evictions do not touch it";
 }
 
-TEST(DedupCache, ACapacityBelowTheShardCountStillHoldsOneIdPerShard) {
-  DedupCache cache(1);
-  EXPECT_EQ(cache.capacity(), 16u);
-  cache.insert(id_for(1));
-  EXPECT_TRUE(cache.contains(id_for(1)));
+TEST(DedupCache, HasTwoSlotsPerIdOfCapacityInWholeSets) {
+  DedupCache one(1);
+  EXPECT_EQ(one.capacity(), 1u);
+  EXPECT_EQ(one.slots(), DedupCache::kWays);
+  one.insert(id_for(1));
+  EXPECT_TRUE(one.contains(id_for(1)));
+  EXPECT_EQ(DedupCache(0).capacity(), 1u);
+  EXPECT_EQ(DedupCache(1000).slots(), 2000u);
+  EXPECT_EQ(DedupCache(1001).slots(), 2008u) << "rounded up to whole sets";
+}
+
+TEST(DedupCache, IdsWithinHalfTheCapacityAreAllHeld) {
+  // P(Poisson(2) >= 8) per id is 0.1 %: with 1,000 such ids at most a few
+  // may go, and the ids are fixed hashes, so this is deterministic.
+  DedupCache cache(2000);
+  for (std::int64_t i = 0; i < 50'000; ++i) cache.insert(id_for(i));
+  int held = 0;
+  for (std::int64_t i = 50'000 - 1000; i < 50'000; ++i) held += cache.contains(id_for(i));
+  EXPECT_GE(held, 995);
+  int held_at_capacity = 0;
+  for (std::int64_t i = 50'000 - 2000; i < 50'000 - 1000; ++i) held_at_capacity += cache.contains(id_for(i));
+  EXPECT_GE(held_at_capacity, 900) << "between capacity/2 and capacity: at most ~5 % forgotten";
 }
 
 TEST(DedupCache, ConcurrentUseKeepsEveryRecentIdOfEveryThread) {
-  DedupCache cache(16 * 1024);
+  DedupCache cache(32 * 1024);  // roomy: no set overflows with these 8,000 ids
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&cache, t] {
@@ -83,6 +103,23 @@ TEST(DedupCache, ConcurrentUseKeepsEveryRecentIdOfEveryThread) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(cache.size(), 8000u);
+}
+
+TEST(IdCache, KeepsAValuePerIdAndALaterInsertReplacesIt) {
+  struct Where {
+    int partition = -1;
+    long offset = -1;
+  };
+  IdCache<Where> cache(64);
+  EXPECT_FALSE(cache.find(id_for(1)).has_value());
+  cache.insert(id_for(1), Where{3, 42});
+  auto found = cache.find(id_for(1));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->partition, 3);
+  EXPECT_EQ(found->offset, 42);
+  cache.insert(id_for(1), Where{4, 7});
+  EXPECT_EQ(cache.find(id_for(1))->offset, 7);
+  EXPECT_EQ(cache.size(), 1u);
 }
 
 }  // namespace

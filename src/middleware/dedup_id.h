@@ -45,6 +45,11 @@ struct DedupFields {
 
 store::DedupId dedup_id(const DedupFields& fields);
 
+// The producer's resend key (reference/prosody-internals.md §6): xxh3-128
+// over u32 length + bytes of the topic, the key and the event id. It only
+// ever lives in the producer's memory, so it is not made a UUID.
+store::DedupId producer_dedup_id(std::string_view topic, std::string_view key, std::string_view event_id);
+
 // Prosody's JSON event id: the top-level "id" member when it is a string.
 // The view points into `payload`.
 std::optional<std::string_view> json_event_id(const nlohmann::json& payload);
@@ -52,7 +57,11 @@ std::optional<std::string_view> json_event_id(const nlohmann::json& payload);
 // The same id read straight from the encoded payload, without building a
 // DOM (a handler that never reads its payload pays for no DOM): a SAX pass
 // that stops at the top-level "id". Nullopt when there is none, it is not a
-// string, or the payload is not valid JSON.
+// string, or the payload is not valid JSON. Of duplicate "id" members the
+// first counts (a DOM keeps the last).
 std::optional<std::string> scan_json_event_id(std::string_view encoded);
+// The same without a copy when it can: the view points into `encoded`, or
+// into `scratch` when the id had to be decoded (escapes).
+std::optional<std::string_view> find_json_event_id(std::string_view encoded, std::string& scratch);
 
 }  // namespace prosody::middleware

@@ -129,6 +129,18 @@ TEST(ScanJsonEventId, FindsWhatTheDomWouldWithoutBuildingIt) {
       R"({})",
       R"({"id":"esc\"aped \u00e9"})",
       R"({"a":[1,2,{"id":"in-array"}],"id":"top"})",
+      // The key spelled with escapes (only a \u escape can spell a letter).
+      R"({"\u0069d":"escaped-key"})",
+      R"({"i\u0064":"escaped-key-2","x":1})",
+      // The leading-id shape, and its near misses that the parser decides.
+      R"({"id":"lead"})",
+      R"({"id":"lead" , "x":1})",
+      R"({"id":"with\\backslash","x":1})",
+      R"({"id":"","x":1})",
+      R"({ "id":"spaced"})",
+      R"({"ids":"not-it","id":"it"})",
+      R"({"x":"\"id\"","y":2})",
+      R"({"x":"no id here","y":[1,2]})",
   };
   for (const auto& p : payloads) {
     const auto dom = nlohmann::json::parse(p);
@@ -141,6 +153,57 @@ TEST(ScanJsonEventId, FindsWhatTheDomWouldWithoutBuildingIt) {
   }
   EXPECT_EQ(scan_json_event_id(R"({"id":"evt-9","type":"x"})"), "evt-9");
   EXPECT_EQ(scan_json_event_id(R"({"id":"esc\"aped"})"), "esc\"aped");
+}
+
+TEST(ScanJsonEventId, TheLeadingIdShortcutRefusesWhatTheParserWould) {
+  // A control character or invalid UTF-8 inside the id: the parser rejects
+  // the string, so there is no id (the shortcut must not take it either).
+  EXPECT_EQ(scan_json_event_id(std::string("{\"id\":\"a\nb\",\"x\":1}")), std::nullopt);
+  EXPECT_EQ(scan_json_event_id(std::string("{\"id\":\"a\xff\",\"x\":1}")), std::nullopt);
+  EXPECT_EQ(scan_json_event_id(std::string("{\"id\":\"caf\xc3\xa9\"}")), "caf\xc3\xa9");
+  // No closing quote: not an id.
+  EXPECT_EQ(scan_json_event_id(R"({"id":"open)"), std::nullopt);
+  // Duplicate members: the first "id" counts (a DOM, and Prosody's serde,
+  // keep the last; RFC 8259 says names SHOULD be unique).
+  EXPECT_EQ(scan_json_event_id(R"({"id":"lead","id":"second"})"), "lead");
+  EXPECT_EQ(scan_json_event_id(R"({ "id":"lead","id":"second"})"), "lead");
+}
+
+TEST(ProducerDedupId, TopicKeyAndIdEachCountAndTheirBoundariesToo) {
+  const auto base = producer_dedup_id("t", "k", "e");
+  EXPECT_EQ(base, producer_dedup_id("t", "k", "e"));
+  EXPECT_NE(base, producer_dedup_id("t2", "k", "e"));
+  EXPECT_NE(base, producer_dedup_id("t", "k2", "e"));
+  EXPECT_NE(base, producer_dedup_id("t", "k", "e2"));
+  // Length prefixes: moving a byte across a field boundary is a new id.
+  EXPECT_NE(producer_dedup_id("ab", "c", "e"), producer_dedup_id("a", "bc", "e"));
+  EXPECT_NE(producer_dedup_id("t", "ke", ""), producer_dedup_id("t", "k", "e"));
+}
+
+// The fields of one id are hashed in one call while they fit the stack
+// buffer and streamed past it; both must give the one-shot hash of the
+// length-prefixed concatenation.
+TEST(ProducerDedupId, LongFieldsHashLikeTheirConcatenation) {
+  auto expected = [](std::string_view topic, std::string_view key, std::string_view event_id) {
+    std::string all;
+    for (auto f : {topic, key, event_id}) {
+      const auto n = static_cast<std::uint32_t>(f.size());
+      for (int i = 0; i < 4; ++i) all.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+      all.append(f);
+    }
+    const XXH128_hash_t d = XXH3_128bits(all.data(), all.size());
+    store::DedupId id;
+    for (std::size_t i = 0; i < 8; ++i) {
+      id.bytes[i] = static_cast<std::uint8_t>(d.low64 >> (8 * i));
+      id.bytes[8 + i] = static_cast<std::uint8_t>(d.high64 >> (8 * i));
+    }
+    return id;
+  };
+  const std::string long_key(700, 'k'), long_id(3000, 'e');
+  EXPECT_EQ(producer_dedup_id("t", "k", "e"), expected("t", "k", "e"));
+  EXPECT_EQ(producer_dedup_id("t", long_key, "e"), expected("t", long_key, "e"));
+  EXPECT_EQ(producer_dedup_id("t", "k", long_id), expected("t", "k", long_id));
+  EXPECT_EQ(producer_dedup_id("t", long_key, long_id), expected("t", long_key, long_id));
 }
 
 TEST(ScanJsonEventId, InvalidJsonHasNoId) {

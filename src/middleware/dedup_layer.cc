@@ -15,12 +15,11 @@ DedupLayer::DedupLayer(Options options, std::shared_ptr<store::DedupStore> store
 store::DedupId DedupLayer::id_of(const Invocation& inv) const {
   // Read from the encoded payload, never from a DOM: the layer runs before
   // the handler, and the id must not depend on whether anything decoded it.
-  std::optional<std::string> event_id;
-  if (options_.codec == PayloadCodec::json) event_id = scan_json_event_id(inv.record->raw_payload());
-  std::optional<std::string_view> event_id_view;
-  if (event_id) event_id_view = *event_id;
+  std::string scratch;
+  std::optional<std::string_view> event_id;
+  if (options_.codec == PayloadCodec::json) event_id = find_json_event_id(inv.record->raw_payload(), scratch);
   return dedup_id(DedupFields{options_.version, options_.group_id, inv.tpk.topic, inv.tpk.partition.value(),
-                              inv.tpk.key, event_id_view, inv.record->offset.value()});
+                              inv.tpk.key, event_id, inv.record->offset.value()});
 }
 
 Status DedupLayer::skip(const Invocation& inv, std::string_view tier) const {

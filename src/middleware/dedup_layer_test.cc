@@ -134,7 +134,7 @@ TEST_F(DedupLayerTest, APermanentFailureIsRecordedItIsDone) {
 }
 
 TEST_F(DedupLayerTest, TheStoreRemembersWhatTheCacheForgot) {
-  build("1", 16);  // 16 shards of one id each
+  build("1", 16);  // 32 slots for 200 ids
   for (std::int64_t o = 0; o < 200; ++o) ASSERT_TRUE(deliver(o, R"({"n":0})").ok());
   ASSERT_EQ(store_->records, 200);
   const int lookups_before = store_->lookups;
