@@ -16,8 +16,8 @@
 // at k = capacity/2, 5 % at k = capacity (an exact LRU: 0 %, then all
 // gone). In exchange an insert allocates nothing and touches one set; the
 // linked LRU plus hash map it replaced cost two allocations, two frees and
-// a bucket-chain walk per entry (bench/PROFILE.md "Session 10"), and more
-// memory per id than the two slots (~40 bytes each with a bool value). A
+// a bucket-chain walk per entry (bench/PROFILE.md "Session 10"), and ~100
+// bytes per id against ~53 for two slots here (with a bool value). A
 // forgotten id costs a store lookup (consumer) or a resend that goes out
 // (producer), nothing more.
 //
