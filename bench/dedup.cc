@@ -187,6 +187,17 @@ int main(int argc, char** argv) {
       return 1;
     }
     results.push_back(run_store(name, **store, n, threads));
+    if (auto flushed = (*store)->flush(); flushed) {
+      // Disk per id: the file and its WAL over the rows in them.
+      const auto path = dir / fmt::format("{}.sqlite", name);
+      std::error_code main_error, wal_error;
+      const auto main_bytes = std::filesystem::file_size(path, main_error);
+      const auto wal_bytes = std::filesystem::file_size(path.string() + "-wal", wal_error);
+      const auto bytes = (main_error ? 0 : main_bytes) + (wal_error ? 0 : wal_bytes);
+      if (auto rows = (*store)->size(); rows && *rows > 0 && !main_error) {
+        results.back()["file_bytes_per_id"] = static_cast<double>(bytes) / static_cast<double>(*rows);
+      }
+    }
     if (interval.count() > 0) {
       results.push_back(run_lookups("sqlite-lookup-miss", **store, n, threads));
       results.push_back(run_store(fmt::format("sqlite-group@{}/s", paced_rate), **store,

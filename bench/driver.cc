@@ -479,7 +479,18 @@ std::optional<Layout> topic_layout(const std::string& bootstrap, const std::stri
   }
   for (int p = 0; p < l.partitions; ++p) {
     std::int64_t lo = 0, hi = 0;
-    if (auto e = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &lo, &hi, 10000)) {
+    // A topic made a moment ago may still be electing leaders (real Kafka
+    // answers "Not leader for partition" for a while): ask again.
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      e = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &lo, &hi, 10000);
+      if (e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION && e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+          e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        break;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       error = std::string("watermarks: ") + rd_kafka_err2str(e);
       return std::nullopt;
     }

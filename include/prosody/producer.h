@@ -16,10 +16,10 @@
 //
 // Resends are skipped (as in Prosody): a payload whose top-level "id" this
 // producer has already delivered to the same topic and key is not sent
-// again; the send succeeds with the first record's partition and offset
-// (send_async calls its callback at once, on the calling thread). Only
-// acknowledged records are remembered, `idempotence_cache_size` of them
-// (0 turns this off).
+// again; the send succeeds with the delivered record's partition and offset
+// (send_async's callback gets them on the delivery thread, like any
+// outcome). Only acknowledged records are remembered, in an approximate LRU
+// sized by `idempotence_cache_size` (0 turns this off).
 //
 // Thread safety: all methods are safe to call from any thread.
 #pragma once

@@ -72,7 +72,9 @@ class ClientImpl final : public Client {
     if (dead_lettering) {
       auto p = ensure_producer();
       if (!p) return std::move(p).error();
-      dead_letters = *p;
+      // Never skipped as resends: two failed messages of one key and event
+      // id from different topics or partitions are two dead letters.
+      dead_letters = &static_cast<kafka::KafkaProducer*>(*p)->every_send();
     }
     auto timer_store = store::open_timer_store(config_);
     if (!timer_store) return std::move(timer_store).error();

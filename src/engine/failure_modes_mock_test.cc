@@ -163,6 +163,35 @@ TEST(FailureModes, LowLatencySendsExhaustedRecordsToTheFailureTopicWithSourceHea
   EXPECT_EQ(consumer->stats().dead_lettered, 2u);
 }
 
+TEST(FailureModes, TwoFailedMessagesOfOneKeyAndEventIdAreTwoDeadLetters) {
+  // The producer skips resends of a delivered (topic, key, id), but dead
+  // letters never: these are two records (offsets 0 and 1) that both failed.
+  const auto topic = unique_name("ll-same-id"), dlq = unique_name("dlq-same-id"), group = unique_name("g");
+  auto consumer = Client::create(config_for(topic, group)
+                                     .with_mode(Mode::low_latency)
+                                     .with_failure_topic(dlq)
+                                     .with_max_retries(0));
+  auto handler = std::make_shared<FlakyHandler>(1000, Error::permanent("rejected"));
+  ASSERT_TRUE(consumer->subscribe(handler));
+  Config plain_sender;
+  plain_sender.with_mock(true).with_source_system("failure-test-producer").with_idempotence_cache_size(0);
+  auto s = Client::create(plain_sender);
+  ASSERT_TRUE(s->send(topic, "key-1", R"({"id":"e1","n":1})"));
+  ASSERT_TRUE(s->send(topic, "key-1", R"({"id":"e1","n":2})"));
+
+  auto reader = Client::create(config_for(dlq, unique_name("dlq-reader")).with_payload_codec(PayloadCodec::raw));
+  auto collector = std::make_shared<Collector>();
+  ASSERT_TRUE(reader->subscribe(collector));
+  ASSERT_TRUE(wait_until([&] { return collector->size() == 2; }, 30s)) << collector->size();
+  ASSERT_TRUE(reader->unsubscribe());
+  ASSERT_TRUE(consumer->unsubscribe());
+  std::vector<std::string> offsets;
+  for (const auto& r : collector->records) offsets.push_back(header(r.headers, "source-offset"));
+  std::sort(offsets.begin(), offsets.end());
+  EXPECT_EQ(offsets, (std::vector<std::string>{"0", "1"}));
+  EXPECT_EQ(consumer->stats().dead_lettered, 2u);
+}
+
 TEST(FailureModes, BestEffortLogsAndMovesOn) {
   const auto topic = unique_name("be"), group = unique_name("g");
   auto consumer = Client::create(config_for(topic, group).with_mode(Mode::best_effort));

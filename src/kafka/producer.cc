@@ -147,11 +147,31 @@ void KafkaProducer::delivery_loop(std::stop_token token) {
     if (ev) {
       handle_event(ev);
     } else {
-      free_retired(true);  // idle: no sender is coming to free them
+      free_retired(true);  // idle (or woken for skipped resends): no sender is coming to free them
     }
+    give_skipped_reports();
   }
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(main_queue_.get(), 0)) handle_event(ev);
   free_retired(true);
+  give_skipped_reports();
+}
+
+void KafkaProducer::report_skipped(DeliveryCallback on_delivery, Delivery delivery) {
+  {
+    std::lock_guard l(skipped_mutex_);
+    skipped_.emplace_back(std::move(on_delivery), std::move(delivery));
+  }
+  rd_kafka_queue_yield(main_queue_.get());  // the delivery thread's poll returns now
+}
+
+void KafkaProducer::give_skipped_reports() {
+  std::vector<std::pair<DeliveryCallback, Delivery>> batch;
+  {
+    std::lock_guard l(skipped_mutex_);
+    if (skipped_.empty()) return;
+    batch.swap(skipped_);
+  }
+  for (auto& [callback, delivery] : batch) callback(std::move(delivery));
 }
 
 void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
@@ -326,19 +346,21 @@ rd_kafka_headers_t* KafkaProducer::make_headers(const Headers& headers) const {
 }
 
 Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std::string_view payload,
-                              const Headers& headers, DeliveryCallback on_delivery) {
+                              const Headers& headers, DeliveryCallback on_delivery, bool skip_resends) {
   rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR__INVALID_ARG;
   rd_kafka_topic_t* rkt = topic_handle(topic, topic_err);
   if (!rkt) return kafka_error(topic_err, topic, "cannot send");
   std::optional<store::DedupId> resend_id;
-  if (sent_) {
+  if (sent_ && skip_resends) {
     std::string scratch;
     if (const auto event_id = middleware::find_json_event_id(payload, scratch)) {
       resend_id = middleware::producer_dedup_id(topic, key, *event_id);
       if (const auto sent = sent_->find(*resend_id)) {
         // Delivered before: not sent again (Prosody's producer returns Ok
-        // here; we also say where the record is).
-        if (on_delivery) on_delivery(Delivery{std::string(topic), sent->partition, sent->offset});
+        // here; we also say where the record is). Reported from the
+        // delivery thread like every other outcome, never from inside this
+        // call (a caller may hold a lock its callback takes).
+        if (on_delivery) report_skipped(std::move(on_delivery), Delivery{std::string(topic), sent->partition, sent->offset});
         return {};
       }
     }
@@ -388,6 +410,11 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
 
 Result<Delivery> KafkaProducer::send(std::string_view topic, std::string_view key, std::string_view payload,
                                      const Headers& headers, std::stop_token stop) {
+  return send_and_wait(topic, key, payload, headers, std::move(stop), true);
+}
+
+Result<Delivery> KafkaProducer::send_and_wait(std::string_view topic, std::string_view key, std::string_view payload,
+                                              const Headers& headers, std::stop_token stop, bool skip_resends) {
   auto waiter = std::make_shared<Waiter>();
   auto s = enqueue(topic, key, payload, headers, [waiter](Result<Delivery> r) {
     {
@@ -395,7 +422,7 @@ Result<Delivery> KafkaProducer::send(std::string_view topic, std::string_view ke
       waiter->outcome.emplace(std::move(r));
     }
     waiter->cv.notify_all();
-  });
+  }, skip_resends);
   if (!s) return std::move(s).error();
   std::unique_lock l(waiter->mutex);
   waiter->cv.wait(l, stop, [&] { return waiter->outcome.has_value(); });
@@ -409,7 +436,7 @@ Result<Delivery> KafkaProducer::send(std::string_view topic, std::string_view ke
 
 Status KafkaProducer::send_async(std::string_view topic, std::string_view key, std::string_view payload,
                                  const Headers& headers, DeliveryCallback on_delivery) {
-  return enqueue(topic, key, payload, headers, std::move(on_delivery));
+  return enqueue(topic, key, payload, headers, std::move(on_delivery), true);
 }
 
 Status KafkaProducer::flush(milliseconds timeout) {

@@ -4,8 +4,9 @@
 // cached per topic name (no name copy, no lookup in librdkafka's topic list;
 // the last topic used is checked first, without a lock or a hash), the
 // `source-system` header added to a fresh list, a delivery state
-// only when there is a callback to call, taken from a pool rather than the
-// allocator, and the clock read only once the local queue is full.
+// only when there is a callback to call or an event id to remember, taken
+// from a pool rather than the allocator, and the clock read only once the
+// local queue is full.
 //
 // Delivery reports arrive as librdkafka events on the delivery thread, which
 // runs the callbacks at once but does not free the delivered records: it
@@ -23,23 +24,27 @@
 // the senders a malloc, a free and a walk over cold memory per record (~20 %
 // of the sending thread, bench/PROFILE.md finding 6). The pool grows to the
 // most records ever in flight with a callback (at most
-// queue.buffering.max.messages, ~48 bytes each) and is freed with the
+// queue.buffering.max.messages, ~64 bytes each) and is freed with the
 // producer.
 //
 // Resends (Prosody's producer dedup, reference/prosody-internals.md §6):
 // with a cache size above 0, a payload with a top-level string "id" is
 // looked up by (topic, key, id) among the records this producer has
-// delivered (an approximate LRU of `idempotence_cache_size` entries). A hit
-// is not sent again: the send reports the first record's partition and
-// offset. A record is remembered only once the broker acknowledged it, so a
-// failed send can be retried, and two sends of one id racing before the
-// first acknowledgement both go out (consumer-side deduplication catches
-// that one).
+// delivered (an approximate LRU, middleware/dedup_cache.h, sized by
+// `idempotence_cache_size`). A hit is not sent again: the send reports the
+// partition and offset of the last acknowledged record of that id. A record
+// is remembered only once the broker acknowledged it, so a failed send can
+// be retried, and two sends of one id racing before the first
+// acknowledgement both go out (consumer-side deduplication catches that
+// one). The payload is not validated: the id is read the way the consumer's
+// deduplication reads it (a payload cut off after its id still has it).
+// Dead letters go through every_send(), which never skips: two failed
+// messages of one key and id from different source topics or partitions
+// are two dead letters.
 //
 // Thread safety: all public methods are safe from any thread. Delivery
-// callbacks run on the producer's own delivery thread; keep them short. The
-// one exception: a send skipped as a resend reports at once, on the
-// sender's thread, before send_async returns. The
+// callbacks run on the producer's own delivery thread, skipped resends'
+// too (queued to it); keep them short. The
 // topic cache is guarded by a shared mutex (readers on a topic change, a
 // writer only the first time a topic is seen) and publishes the last topic
 // used through an atomic pointer; the retired events by their own mutex,
@@ -85,11 +90,39 @@ class KafkaProducer final : public Producer {
   Status flush(std::chrono::milliseconds timeout) override;
   const std::string& source_system() const override { return source_system_; }
 
+  // This producer, without skipping resends (dead letters: see above).
+  Producer& every_send() noexcept { return every_send_; }
+
  private:
   KafkaProducer(std::string source_system, std::chrono::milliseconds send_timeout, std::shared_ptr<Clock> clock,
                 std::size_t resend_cache_size);
   Status enqueue(std::string_view topic, std::string_view key, std::string_view payload, const Headers& headers,
-                 DeliveryCallback on_delivery);
+                 DeliveryCallback on_delivery, bool skip_resends);
+  Result<Delivery> send_and_wait(std::string_view topic, std::string_view key, std::string_view payload,
+                                 const Headers& headers, std::stop_token stop, bool skip_resends);
+  // A skipped resend's report, for the delivery thread to give.
+  void report_skipped(DeliveryCallback on_delivery, Delivery delivery);
+  // Delivery thread: gives the queued reports of skipped resends.
+  void give_skipped_reports();
+
+  // every_send(): the same producer with skip_resends off.
+  class EverySend final : public Producer {
+   public:
+    explicit EverySend(KafkaProducer& owner) : owner_(owner) {}
+    Result<Delivery> send(std::string_view topic, std::string_view key, std::string_view payload,
+                          const Headers& headers, std::stop_token stop) override {
+      return owner_.send_and_wait(topic, key, payload, headers, std::move(stop), false);
+    }
+    Status send_async(std::string_view topic, std::string_view key, std::string_view payload, const Headers& headers,
+                      DeliveryCallback on_delivery) override {
+      return owner_.enqueue(topic, key, payload, headers, std::move(on_delivery), false);
+    }
+    Status flush(std::chrono::milliseconds timeout) override { return owner_.flush(timeout); }
+    const std::string& source_system() const override { return owner_.source_system(); }
+
+   private:
+    KafkaProducer& owner_;
+  };
   // Delivery thread: serves the main queue until stopped.
   void delivery_loop(std::stop_token token);
   void handle_event(rd_kafka_event_t* ev);
@@ -139,6 +172,9 @@ class KafkaProducer final : public Producer {
   // Delivered records by producer_dedup_id; null when resends are not
   // skipped. Senders look up, the delivery thread inserts (its own locks).
   const std::unique_ptr<middleware::IdCache<SentRecord>> sent_;
+  EverySend every_send_{*this};
+  std::mutex skipped_mutex_;
+  std::vector<std::pair<DeliveryCallback, Delivery>> skipped_;  // guarded by skipped_mutex_
   // The state pool. Declared before handle_: the states of records still
   // queued when librdkafka is destroyed stay valid until it is gone. (The
   // destructor purges what its flush left, so normally there are none; if

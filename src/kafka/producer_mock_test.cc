@@ -11,6 +11,8 @@
 #include <future>
 #include <map>
 #include <optional>
+#include <thread>
+#include <utility>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -334,13 +336,32 @@ TEST(KafkaProducer, AResendOfADeliveredEventIsSkippedAndReportsWhereTheFirstWent
   ASSERT_TRUE(p->send(topic, "k", R"({"id":7})"));
   EXPECT_EQ(records_in(topic), 8);
 
-  // send_async: a resend reports at once, before the call returns.
-  std::optional<Result<Delivery>> reported;
-  ASSERT_TRUE(p->send_async(topic, "k", R"({"id":"e1"})", {}, [&](Result<Delivery> d) { reported.emplace(d); }));
-  ASSERT_TRUE(reported.has_value());
-  ASSERT_TRUE(*reported);
-  EXPECT_EQ((*reported)->offset, first->offset);
+  // send_async: a resend is reported like any outcome, on the delivery
+  // thread, never from inside the call.
+  auto reported = std::make_shared<std::promise<std::pair<Result<Delivery>, std::thread::id>>>();
+  auto outcome = reported->get_future();
+  ASSERT_TRUE(p->send_async(topic, "k", R"({"id":"e1"})", {}, [reported](Result<Delivery> d) {
+    reported->set_value({std::move(d), std::this_thread::get_id()});
+  }));
+  ASSERT_EQ(outcome.wait_for(10s), std::future_status::ready);
+  auto [delivery, thread] = outcome.get();
+  ASSERT_TRUE(delivery);
+  EXPECT_EQ(delivery->offset, first->offset);
+  EXPECT_NE(thread, std::this_thread::get_id());
   EXPECT_EQ(records_in(topic), 8);
+}
+
+TEST(KafkaProducer, EverySendNeverSkipsAResend) {
+  const auto topic = testing::unique_name("producer-every-send");
+  ASSERT_TRUE(MockCluster::instance().create_topic(topic, 1));
+  auto p = KafkaProducer::create(mock_settings(), "producer-test-system", 1s, system_clock(), 64);
+  ASSERT_TRUE(p) << p.error().message();
+  Producer& producer = **p;  // the interface holds the default arguments
+  auto first = producer.send(topic, "k", R"({"id":"e1"})");
+  auto again = (*p)->every_send().send(topic, "k", R"({"id":"e1"})");
+  ASSERT_TRUE(first && again);
+  EXPECT_NE(again->offset, first->offset);
+  EXPECT_EQ(records_in(topic), 2);
 }
 
 TEST(KafkaProducer, AFailedDeliveryIsNotRememberedSoItsResendGoesOut) {

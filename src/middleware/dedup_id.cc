@@ -47,6 +47,7 @@ class Hasher {
     bytes(s.data(), s.size());
   }
   void bytes(const void* p, std::size_t n) {
+    if (n == 0) return;  // an empty view may have no data pointer
     if (!streaming_ && used_ + n <= sizeof buffer_) {
       std::memcpy(buffer_ + used_, p, n);
       used_ += n;

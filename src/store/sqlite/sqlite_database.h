@@ -32,6 +32,8 @@ class Statement {
   Statement& bind(int index, std::int64_t value);
   Statement& bind(int index, std::string_view value);
   Statement& bind_null(int index);
+  // Bytes, copied at once (the caller's buffer may go after the call).
+  Statement& bind_blob(int index, const void* data, std::size_t size);
 
   // Steps once: true when a row is available, false when done.
   Result<bool> step();
