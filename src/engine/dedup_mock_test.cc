@@ -19,11 +19,7 @@ using testing::wait_until;
 // A producer that really sends every duplicate: with its resend cache on it
 // would skip the second send of an event itself, and the consumer's
 // deduplication would never see one (the producer's own test covers that).
-std::shared_ptr<Client> sender() {
-  Config c;
-  c.with_mock(true).with_source_system("dedup-test-producer").with_idempotence_cache_size(0);
-  return Client::create(c);
-}
+std::shared_ptr<Client> sender() { return testing::mock_producer_client_sending_every_record("dedup-test-producer"); }
 
 long total_committed(const std::string& topic, const std::string& group, int partitions) {
   return testing::total_committed(kafka::MockCluster::instance().bootstrap_servers(), topic, group, partitions);

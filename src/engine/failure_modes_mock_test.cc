@@ -118,6 +118,18 @@ class Collector final : public EventHandler {
   }
 };
 
+// Every record of the failure topic `dlq`, once `n` have arrived (the
+// payloads raw: dead letters need not be JSON).
+std::vector<Collector::Got> read_dead_letters(const std::string& dlq, std::size_t n) {
+  auto reader = Client::create(config_for(dlq, unique_name("dlq-reader")).with_payload_codec(PayloadCodec::raw));
+  auto collector = std::make_shared<Collector>();
+  EXPECT_TRUE(reader->subscribe(collector));
+  EXPECT_TRUE(wait_until([&] { return collector->size() == n; }, 30s)) << collector->size();
+  EXPECT_TRUE(reader->unsubscribe());
+  std::lock_guard l(collector->mutex);
+  return collector->records;
+}
+
 std::string header(const Headers& hs, const std::string& name) {
   for (auto& h : hs) {
     if (h.name == name) return h.value;
@@ -137,16 +149,12 @@ TEST(FailureModes, LowLatencySendsExhaustedRecordsToTheFailureTopicWithSourceHea
   ASSERT_TRUE(sender()->send(topic, "key-1", R"({"n":1})", {{"x-trace", "abc"}}));
   ASSERT_TRUE(sender()->send(topic, "key-2", "not json at all"));
 
-  auto reader = Client::create(config_for(dlq, unique_name("dlq-reader")).with_payload_codec(PayloadCodec::raw));
-  auto collector = std::make_shared<Collector>();
-  ASSERT_TRUE(reader->subscribe(collector));
-  ASSERT_TRUE(wait_until([&] { return collector->size() == 2; }, 30s)) << collector->size();
-  ASSERT_TRUE(reader->unsubscribe());
+  auto dead_letters = read_dead_letters(dlq, 2);
+  ASSERT_EQ(dead_letters.size(), 2u);
   ASSERT_TRUE(consumer->unsubscribe());
   EXPECT_EQ(handler->calls_, 3);  // 1 try + 2 retries; the undecodable one never reaches the handler
-  std::sort(collector->records.begin(), collector->records.end(),
-            [](auto& a, auto& b) { return a.key < b.key; });
-  const auto& first = collector->records[0];
+  std::sort(dead_letters.begin(), dead_letters.end(), [](auto& a, auto& b) { return a.key < b.key; });
+  const auto& first = dead_letters[0];
   EXPECT_EQ(first.key, "key-1");
   EXPECT_EQ(first.payload, R"({"n":1})");
   EXPECT_EQ(header(first.headers, "x-trace"), "abc");
@@ -157,7 +165,7 @@ TEST(FailureModes, LowLatencySendsExhaustedRecordsToTheFailureTopicWithSourceHea
   EXPECT_EQ(header(first.headers, "source-group-id"), group);
   EXPECT_EQ(header(first.headers, "source-error"), "always failing");
   EXPECT_EQ(header(first.headers, "prosody-attempts"), "3");
-  const auto& second = collector->records[1];
+  const auto& second = dead_letters[1];
   EXPECT_EQ(second.payload, "not json at all");
   EXPECT_EQ(header(second.headers, "prosody-error-class"), "permanent");
   EXPECT_EQ(consumer->stats().dead_lettered, 2u);
@@ -173,20 +181,15 @@ TEST(FailureModes, TwoFailedMessagesOfOneKeyAndEventIdAreTwoDeadLetters) {
                                      .with_max_retries(0));
   auto handler = std::make_shared<FlakyHandler>(1000, Error::permanent("rejected"));
   ASSERT_TRUE(consumer->subscribe(handler));
-  Config plain_sender;
-  plain_sender.with_mock(true).with_source_system("failure-test-producer").with_idempotence_cache_size(0);
-  auto s = Client::create(plain_sender);
+  auto s = testing::mock_producer_client_sending_every_record("failure-test-producer");
   ASSERT_TRUE(s->send(topic, "key-1", R"({"id":"e1","n":1})"));
   ASSERT_TRUE(s->send(topic, "key-1", R"({"id":"e1","n":2})"));
 
-  auto reader = Client::create(config_for(dlq, unique_name("dlq-reader")).with_payload_codec(PayloadCodec::raw));
-  auto collector = std::make_shared<Collector>();
-  ASSERT_TRUE(reader->subscribe(collector));
-  ASSERT_TRUE(wait_until([&] { return collector->size() == 2; }, 30s)) << collector->size();
-  ASSERT_TRUE(reader->unsubscribe());
+  auto dead_letters = read_dead_letters(dlq, 2);
+  ASSERT_EQ(dead_letters.size(), 2u);
   ASSERT_TRUE(consumer->unsubscribe());
   std::vector<std::string> offsets;
-  for (const auto& r : collector->records) offsets.push_back(header(r.headers, "source-offset"));
+  for (const auto& r : dead_letters) offsets.push_back(header(r.headers, "source-offset"));
   std::sort(offsets.begin(), offsets.end());
   EXPECT_EQ(offsets, (std::vector<std::string>{"0", "1"}));
   EXPECT_EQ(consumer->stats().dead_lettered, 2u);

@@ -157,6 +157,7 @@ void KafkaProducer::delivery_loop(std::stop_token token) {
 }
 
 void KafkaProducer::report_skipped(DeliveryCallback on_delivery, Delivery delivery) {
+  skipped_unreported_.fetch_add(1);
   {
     std::lock_guard l(skipped_mutex_);
     skipped_.emplace_back(std::move(on_delivery), std::move(delivery));
@@ -171,7 +172,10 @@ void KafkaProducer::give_skipped_reports() {
     if (skipped_.empty()) return;
     batch.swap(skipped_);
   }
-  for (auto& [callback, delivery] : batch) callback(std::move(delivery));
+  for (auto& [callback, delivery] : batch) {
+    callback(std::move(delivery));
+    skipped_unreported_.fetch_sub(1);
+  }
 }
 
 void KafkaProducer::handle_event(rd_kafka_event_t* ev) {
@@ -360,7 +364,9 @@ Status KafkaProducer::enqueue(std::string_view topic, std::string_view key, std:
         // here; we also say where the record is). Reported from the
         // delivery thread like every other outcome, never from inside this
         // call (a caller may hold a lock its callback takes).
-        if (on_delivery) report_skipped(std::move(on_delivery), Delivery{std::string(topic), sent->partition, sent->offset});
+        if (on_delivery) {
+          report_skipped(std::move(on_delivery), Delivery{std::string(topic), sent->partition, sent->offset});
+        }
         return {};
       }
     }
@@ -444,8 +450,18 @@ Status KafkaProducer::flush(milliseconds timeout) {
   // delivery thread frees delivered ones at once instead of retiring them.
   flushing_.fetch_add(1);
   free_retired(true);
-  const auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
+  // Real time, as librdkafka's flush timeout is.
+  const auto start = std::chrono::steady_clock::now();
+  auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
   flushing_.fetch_sub(1);
+  // Skipped resends count as sent records: their reports are given too.
+  while (err == RD_KAFKA_RESP_ERR_NO_ERROR && skipped_unreported_.load() > 0) {
+    if (std::chrono::steady_clock::now() - start >= timeout) {
+      err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(1));
+  }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Error::transient(std::to_string(rd_kafka_outq_len(handle_.get())) + " record(s) still undelivered after " +
                                 std::to_string(timeout.count()) + " ms",

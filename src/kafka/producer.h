@@ -175,6 +175,7 @@ class KafkaProducer final : public Producer {
   EverySend every_send_{*this};
   std::mutex skipped_mutex_;
   std::vector<std::pair<DeliveryCallback, Delivery>> skipped_;  // guarded by skipped_mutex_
+  std::atomic<std::size_t> skipped_unreported_{0};  // queued or being given; flush waits for 0
   // The state pool. Declared before handle_: the states of records still
   // queued when librdkafka is destroyed stay valid until it is gone. (The
   // destructor purges what its flush left, so normally there are none; if

@@ -69,6 +69,14 @@ inline std::shared_ptr<Client> mock_producer_client(const std::string& source_sy
   return Client::create(c);
 }
 
+// The same without the producer's resend cache: a second send of a
+// delivered event id goes out too (tests that need real duplicates).
+inline std::shared_ptr<Client> mock_producer_client_sending_every_record(const std::string& source_system) {
+  Config c;
+  c.with_mock(true).with_source_system(source_system).with_idempotence_cache_size(0);
+  return Client::create(c);
+}
+
 // Payload: {"seq": <per-key sequence>, "key": "..."}.
 struct Seen {
   std::string key;
