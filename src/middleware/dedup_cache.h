@@ -51,7 +51,7 @@ class IdCache {
   // The value held for `id`, if any; marks it recently used.
   std::optional<V> find(const store::DedupId& id) {
     const Halves key(id);
-    Set& s = table_[key.low % sets_];
+    Set& s = set_for(key);
     std::lock_guard l(s.mutex);
     const std::size_t way = s.way_of(key);
     if (way == kWays) return std::nullopt;
@@ -63,7 +63,7 @@ class IdCache {
   // Holds `id` with `value`; a full set forgets its least recently used id.
   void insert(const store::DedupId& id, V value = V{}) {
     const Halves key(id);
-    Set& s = table_[key.low % sets_];
+    Set& s = set_for(key);
     std::lock_guard l(s.mutex);
     std::size_t way = s.way_of(key);
     if (way == kWays) way = s.victim();
@@ -85,7 +85,7 @@ class IdCache {
   std::size_t slots() const noexcept { return sets_ * kWays; }
 
   // The set `id` belongs to (tests build collisions with it).
-  std::size_t set_of(const store::DedupId& id) const noexcept { return Halves(id).low % sets_; }
+  std::size_t set_of(const store::DedupId& id) const noexcept { return index_of(Halves(id)); }
 
  private:
   struct Halves {
@@ -129,6 +129,9 @@ class IdCache {
       stamps[way] = clock;
     }
   };
+
+  std::size_t index_of(const Halves& key) const noexcept { return key.low % sets_; }
+  Set& set_for(const Halves& key) noexcept { return table_[index_of(key)]; }
 
   std::size_t capacity_;
   std::size_t sets_;
