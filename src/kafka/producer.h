@@ -71,6 +71,7 @@
 #include "middleware/dedup_cache.h"
 #include "prosody/clock.h"
 #include "prosody/producer.h"
+#include "util/word_lock.h"
 
 namespace prosody::kafka {
 
@@ -181,7 +182,9 @@ class KafkaProducer final : public Producer {
   // destructor purges what its flush left, so normally there are none; if
   // even the purged reports are not served in time, those callbacks are
   // dropped uncalled and freed with the pool.)
-  std::mutex states_mutex_;                                     // senders only
+  // Taken by every send with a callback or resend id: the one-word lock
+  // (two inline atomics) rather than std::mutex (two pthread calls).
+  util::WordLock states_mutex_;                                 // senders only
   std::vector<std::unique_ptr<DeliveryState[]>> state_blocks_;  // guarded by states_mutex_
   DeliveryState* free_states_ = nullptr;                        // guarded by states_mutex_
   std::atomic<DeliveryState*> returned_states_{nullptr};        // pushed by the delivery thread

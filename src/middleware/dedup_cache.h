@@ -17,11 +17,18 @@
 // gone). In exchange an insert allocates nothing and touches one set; the
 // linked LRU plus hash map it replaced cost two allocations, two frees and
 // a bucket-chain walk per entry (bench/PROFILE.md "Session 10"), and ~100
-// bytes per id against ~53 for two slots here (with a bool value). A
+// bytes per id against 64 for two slots here (with a bool value). A
 // forgotten id costs a store lookup (consumer) or a resend that goes out
 // (producer), nothing more.
 //
-// Thread safety: any thread; one mutex per set.
+// Memory layout: a set is three or more whole cache lines, aligned — the
+// lock, clock and recency stamps; the low halves of the ids; the high
+// halves; then the values. A lookup that misses reads two lines (the lock's
+// and the low halves'), where the std::mutex-per-set layout before read
+// four or five (a 40-byte mutex, unaligned arrays straddling lines):
+// bench/PROFILE.md "Session 11".
+//
+// Thread safety: any thread; one util::WordLock per set.
 #pragma once
 
 #include <array>
@@ -33,6 +40,7 @@
 #include <optional>
 
 #include "store/dedup_store.h"
+#include "util/word_lock.h"
 
 namespace prosody::middleware {
 
@@ -52,7 +60,7 @@ class IdCache {
   std::optional<V> find(const store::DedupId& id) {
     const Halves key(id);
     Set& s = set_for(key);
-    std::lock_guard l(s.mutex);
+    std::lock_guard l(s.lock);
     const std::size_t way = s.way_of(key);
     if (way == kWays) return std::nullopt;
     s.touch(way);
@@ -64,7 +72,7 @@ class IdCache {
   void insert(const store::DedupId& id, V value = V{}) {
     const Halves key(id);
     Set& s = set_for(key);
-    std::lock_guard l(s.mutex);
+    std::lock_guard l(s.lock);
     std::size_t way = s.way_of(key);
     if (way == kWays) way = s.victim();
     s.low[way] = key.low;
@@ -76,7 +84,7 @@ class IdCache {
   std::size_t size() const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < sets_; ++i) {
-      std::lock_guard l(table_[i].mutex);
+      std::lock_guard l(table_[i].lock);
       for (auto stamp : table_[i].stamps) n += stamp != 0;
     }
     return n;
@@ -95,13 +103,16 @@ class IdCache {
     }
     std::uint64_t low, high;
   };
-  struct Set {
-    mutable std::mutex mutex;
-    // Recency per way, from the set's own counter; 0 = empty.
+  struct alignas(64) Set {
+    // Line 1: the lock and the recency of each way, from the set's own
+    // counter; 0 = empty.
+    mutable util::WordLock lock;
     std::uint32_t clock = 0;
     std::array<std::uint32_t, kWays> stamps{};
-    // The ids as two 64-bit halves: a way is two integer compares.
-    std::array<std::uint64_t, kWays> low{}, high{};
+    // Lines 2 and 3: the ids as two 64-bit halves; a miss compares only the
+    // low ones (two ids sharing a low half are one in 2^64).
+    alignas(64) std::array<std::uint64_t, kWays> low{};
+    std::array<std::uint64_t, kWays> high{};
     std::array<V, kWays> values{};
 
     std::size_t way_of(const Halves& id) const {
@@ -130,7 +141,12 @@ class IdCache {
     }
   };
 
-  std::size_t index_of(const Halves& key) const noexcept { return key.low % sets_; }
+  // The high half scaled onto [0, sets_) (a multiply, not a division; its
+  // top bits are uniform: the consumer's UUIDv8 fixes bits only in the low
+  // half's byte 6 and the lowest byte of the high half).
+  std::size_t index_of(const Halves& key) const noexcept {
+    return static_cast<std::size_t>((static_cast<unsigned __int128>(key.high) * sets_) >> 64);
+  }
   Set& set_for(const Halves& key) noexcept { return table_[index_of(key)]; }
 
   std::size_t capacity_;

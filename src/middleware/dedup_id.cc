@@ -177,29 +177,47 @@ std::optional<std::string_view> json_event_id(const nlohmann::json& payload) {
 
 namespace prosody::middleware {
 
+namespace {
+
+// The `<id>` of a payload starting `{"id":"<id>"` and going on with `,` or
+// `}` (whitespace allowed between), the id free of escapes and control
+// characters and valid UTF-8: the string the SAX pass would stop at (it
+// does not read past the id either). Anything else: nullopt, and the caller
+// asks the parser.
+std::optional<std::string_view> leading_plain_id(std::string_view encoded) {
+  constexpr std::string_view kLeadingId = R"({"id":")";
+  if (!encoded.starts_with(kLeadingId)) return std::nullopt;
+  const char* const begin = encoded.data() + kLeadingId.size();
+  const char* const end = encoded.data() + encoded.size();
+  // One pass over the id: where it ends, whether it needs a closer look.
+  unsigned char seen = 0;  // the OR of its bytes: >= 0x80 means non-ASCII
+  const char* p = begin;
+  for (; p != end && *p != '"'; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c == '\\' || c < 0x20) return std::nullopt;
+    seen |= c;
+  }
+  if (p == end) return std::nullopt;
+  const std::string_view id(begin, static_cast<std::size_t>(p - begin));
+  for (++p; p != end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); ++p) {
+  }
+  if (p == end || (*p != ',' && *p != '}')) return std::nullopt;
+  if (seen >= 0x80 && !util::is_valid_utf8(id)) return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
 std::optional<std::string_view> find_json_event_id(std::string_view encoded, std::string& scratch) {
   // Two shapes answered without the parser (every message of a pipeline
-  // consumer and every send of a producer asks):
+  // consumer and every send of a producer asks), cheapest first:
+  //  - `{"id":"<id>",...` (leading_plain_id);
   //  - neither `"id"` nor a `\u` escape anywhere: no member can be named
-  //    "id" (only a \u escape spells a letter another way);
-  //  - `{"id":"<id>"` followed by `,` or `}`, the id without escapes or
-  //    control characters and valid UTF-8: the SAX pass would stop at that
-  //    same string (it does not read past the id either).
-  // Anything else, whitespace included, goes to the SAX pass.
+  //    "id" (only a \u escape spells a letter another way).
+  // Anything else, whitespace before the id included, goes to the SAX pass.
+  if (const auto id = leading_plain_id(encoded)) return id;
   constexpr auto npos = std::string_view::npos;
   if (encoded.find("\"id\"") == npos && encoded.find("\\u") == npos) return std::nullopt;
-  constexpr std::string_view kLeadingId = R"({"id":")";
-  if (encoded.starts_with(kLeadingId)) {
-    const std::string_view rest = encoded.substr(kLeadingId.size());
-    const auto close = rest.find('"');
-    if (close != npos) {
-      const std::string_view id = rest.substr(0, close);
-      const bool plain = std::none_of(id.begin(), id.end(),
-                                      [](char c) { return c == '\\' || static_cast<unsigned char>(c) < 0x20; });
-      const auto next = rest.find_first_not_of(" \t\r\n", close + 1);
-      if (plain && next != npos && (rest[next] == ',' || rest[next] == '}') && util::is_valid_utf8(id)) return id;
-    }
-  }
   EventIdScanner scanner;
   (void)nlohmann::json::sax_parse(encoded.begin(), encoded.end(), &scanner);
   if (!scanner.id) return std::nullopt;
