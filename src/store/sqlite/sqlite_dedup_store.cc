@@ -60,6 +60,15 @@ Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::stri
   auto writer = open_connection(path);
   if (!writer) return writer.error();
   if (auto s = (*writer)->exec(kSchema); !s) return s.error();
+  // Checkpoint every 16,384 pages of WAL (64 MiB) rather than SQLite's
+  // 1,000. Random ids dirty random pages, and every checkpoint copies them
+  // into the file and fsyncs it: a page dirtied by several batches between
+  // two checkpoints is copied once. bench/dedup.cc, 1M ids, 4 threads:
+  // 79-89k ids/s at 1,000 pages, 104k at 4,096, 111-125k at 16,384, 127k
+  // at 65,536. The WAL file is kept to that size after a checkpoint.
+  if (auto s = (*writer)->exec("PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"); !s) {
+    return s.error();
+  }
   auto reader = open_connection(path);
   if (!reader) return reader.error();
   std::unique_ptr<SqliteDedupStore> store(

@@ -4,8 +4,8 @@
 // partition.
 //
 // Schema:
-//   prosody_deduplication (id TEXT PRIMARY KEY, expires_at INTEGER)
-//     id: the UUID text form (readable with the sqlite3 shell);
+//   prosody_deduplication (id BLOB PRIMARY KEY, expires_at INTEGER) WITHOUT ROWID
+//     id: the id's 16 bytes (the sqlite3 shell shows them with hex(id));
 //     expires_at: epoch milliseconds on the injected Clock's wall time
 //     (the file outlives processes, so steady time would not do).
 //   An index on expires_at serves the purge.
@@ -15,17 +15,20 @@
 //
 // Group commit: record() only queues the id; a background thread writes the
 // queue in one transaction every `flush_interval` (and a record() that fills
-// it to `max_pending` writes it at once). Measured by bench/dedup.cc (4
-// handler threads, 200k ids, this machine): lookup + record cost 46 µs per
-// id written through, 16 µs with group commit; a lookup alone 4-5 µs. Ids
-// are random keys, so past the page cache each written id dirties its own
-// page: the store tops out near 60k new ids/s per machine. Faster consumers
-// use Cassandra or turn deduplication off (idempotence_cache_size = 0).
+// it to `max_pending` writes it at once). Ids are random keys, so past the
+// page cache each written id dirties its own page, and the cost per id
+// grows with the file. Measured by bench/dedup.cc (4 handler threads, this
+// machine): lookup + record cost 46 µs per id written through, 5 µs with
+// group commit at 200k ids, 8-9 µs at 1M ids with the WAL checkpointed
+// every 64 MiB (11-12 µs at SQLite's default of 4 MiB); a lookup alone
+// 2-4 µs. Faster consumers use Cassandra or turn deduplication off
+// (idempotence_cache_size = 0).
 // contains() sees queued ids, so within the process nothing changes; other
-// connections to the file see them after the flush, and a crash loses at
-// most the last interval's ids: those messages, if redelivered because
-// their offsets were not committed either, run again (at-least-once, as
-// without deduplication). flush() and the destructor write what is queued.
+// connections to the file see them after the flush. A process crash loses
+// at most the last interval's ids; a power failure also the ids written
+// since the last checkpoint (synchronous=NORMAL: the WAL is fsynced only
+// there). Either way a message whose id was lost runs again if it is
+// delivered again (at-least-once, as without deduplication). flush() and the destructor write what is queued.
 // A failed write keeps the queue for the next flush and is reported to the
 // record() that triggered it, or by the next record() when the background
 // thread failed.
