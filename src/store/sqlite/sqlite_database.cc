@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_database.h"
 
+#include <mutex>
+
 #include <sqlite3.h>
 
 #include <fmt/format.h>
@@ -89,7 +91,23 @@ std::string_view Statement::column_text(int index) const {
 
 bool Statement::column_is_null(int index) const { return sqlite3_column_type(stmt_, index) == SQLITE_NULL; }
 
+namespace {
+
+// SQLite counts every allocation under one process-wide mutex unless told
+// not to (SQLITE_DEFAULT_MEMSTATUS=1 in Debian's build), which makes every
+// connection on every thread contend for it: handlers looking up dedup ids
+// against the flusher writing them. Nothing here reads the counters. It can
+// only be set before SQLite initialises; if the process already used SQLite
+// elsewhere the call is refused and the counters stay on.
+void turn_off_memory_statistics() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::open(const std::string& path, int busy_timeout_ms) {
+  turn_off_memory_statistics();
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                  nullptr);
