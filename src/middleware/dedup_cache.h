@@ -44,6 +44,8 @@
 
 namespace prosody::middleware {
 
+struct IdCacheTestAccess;  // dedup_cache_test.cc: moves a set's clock to its wrap
+
 template <typename V>
 class IdCache {
  public:
@@ -96,6 +98,8 @@ class IdCache {
   std::size_t set_of(const store::DedupId& id) const noexcept { return index_of(Halves(id)); }
 
  private:
+  friend struct IdCacheTestAccess;
+
   struct Halves {
     explicit Halves(const store::DedupId& id) {
       std::memcpy(&low, id.bytes.data(), 8);

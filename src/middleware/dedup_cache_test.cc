@@ -1,5 +1,6 @@
 #include "middleware/dedup_cache.h"
 
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -8,6 +9,14 @@
 #include "middleware/dedup_id.h"
 
 namespace prosody::middleware {
+
+struct IdCacheTestAccess {
+  template <typename V>
+  static void set_clock(IdCache<V>& cache, std::size_t set, std::uint32_t clock) {
+    cache.table_[set].clock = clock;
+  }
+};
+
 namespace {
 
 store::DedupId id_for(std::int64_t offset) {
@@ -103,6 +112,22 @@ TEST(DedupCache, ConcurrentUseKeepsEveryRecentIdOfEveryThread) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(cache.size(), 8000u);
+}
+
+TEST(DedupCache, ASetsRecencyClockWrapsWithoutLosingAnEntryOrTheNewestOne) {
+  // 2^32 uses of one set wrap its 32-bit clock; the cache then forgets
+  // the order of the older entries, never an entry.
+  DedupCache cache(DedupCache::kWays);  // two sets
+  const auto same_set = ids_of_set_zero(cache, DedupCache::kWays + 1);
+  for (std::size_t i = 0; i < DedupCache::kWays; ++i) cache.insert(same_set[i]);
+  IdCacheTestAccess::set_clock(cache, 0, std::numeric_limits<std::uint32_t>::max() - 1);
+  ASSERT_TRUE(cache.contains(same_set[1]));  // stamped with the clock's last value
+  ASSERT_TRUE(cache.contains(same_set[2]));  // wraps: the others are equally old, this one newest
+  EXPECT_EQ(cache.size(), DedupCache::kWays) << "no entry lost to the wrap";
+  cache.insert(same_set[DedupCache::kWays]);  // evicts one of the equally old, not the newest
+  EXPECT_TRUE(cache.contains(same_set[2]));
+  EXPECT_TRUE(cache.contains(same_set[DedupCache::kWays]));
+  EXPECT_EQ(cache.size(), DedupCache::kWays);
 }
 
 TEST(IdCache, KeepsAValuePerIdAndALaterInsertReplacesIt) {
