@@ -32,6 +32,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -101,9 +102,16 @@ class IdCache {
   friend struct IdCacheTestAccess;
 
   struct Halves {
+    // Read little-endian on every host: the set index relies on the high
+    // half's top bits being the id's last bytes (its fixed UUID bits are in
+    // bytes 6 and 8).
     explicit Halves(const store::DedupId& id) {
       std::memcpy(&low, id.bytes.data(), 8);
       std::memcpy(&high, id.bytes.data() + 8, 8);
+      if constexpr (std::endian::native == std::endian::big) {
+        low = __builtin_bswap64(low);
+        high = __builtin_bswap64(high);
+      }
     }
     std::uint64_t low, high;
   };

@@ -77,6 +77,9 @@ Status Statement::run() {
 }
 
 void Statement::reset() {
+  // A statement never prepared (a store whose opening failed half-way and
+  // is being destroyed): sqlite3_clear_bindings would dereference it.
+  if (stmt_ == nullptr) return;
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
 }
@@ -96,9 +99,16 @@ namespace {
 // SQLite counts every allocation under one process-wide mutex unless told
 // not to (SQLITE_DEFAULT_MEMSTATUS=1 in Debian's build), which makes every
 // connection on every thread contend for it: handlers looking up dedup ids
-// against the flusher writing them. Nothing here reads the counters. It can
-// only be set before SQLite initialises; if the process already used SQLite
-// elsewhere the call is refused and the counters stay on.
+// against the flusher writing them (~16 % of a pipeline consumer's CPU,
+// bench/PROFILE.md "Session 11"). Nothing here reads the counters.
+//
+// The setting is process-wide: in an application that links prosody and
+// uses SQLite itself, sqlite3_memory_used, sqlite3_status and the heap
+// limits stop counting once a prosody SQLite store has opened first (README,
+// "Dependencies"). It can only be set before SQLite initialises; if the
+// process already used SQLite, the call is refused (SQLITE_MISUSE, harmless,
+// logged by SQLite's own log callback if one is set) and the counters stay
+// on.
 void turn_off_memory_statistics() {
   static std::once_flag once;
   std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });

@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_dedup_store.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace prosody::store {
 namespace {
@@ -73,12 +74,16 @@ Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::stri
   if (auto s = (*writer)->exec("PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"); !s) {
     return s.error();
   }
-  std::unique_ptr<SqliteDedupStore> store(new SqliteDedupStore(std::move(*writer), std::move(options)));
-  for (auto& reader : store->readers_) {
+  // Every connection opens before the store exists: a store destroyed
+  // half-built would flush through statements never prepared.
+  std::array<std::unique_ptr<sqlite::SqliteDatabase>, kReaders> readers;
+  for (auto& reader : readers) {
     auto db = open_connection(path, kReaderPragmas);
     if (!db) return db.error();
-    reader.db = std::move(*db);
+    reader = std::move(*db);
   }
+  std::unique_ptr<SqliteDedupStore> store(new SqliteDedupStore(std::move(*writer), std::move(options)));
+  for (std::size_t i = 0; i < kReaders; ++i) store->readers_[i].db = std::move(readers[i]);
   if (auto s = store->prepare_statements(); !s) return s.error();
   if (auto s = store->purge(); !s) return s.error();
   if (store->options_.flush_interval > std::chrono::milliseconds::zero()) {
@@ -140,9 +145,10 @@ Result<bool> SqliteDedupStore::contains(const DedupId& id) {
     std::lock_guard q(queue_mutex_);
     if (live_in(pending_, id, now) || live_in(writing_, id, now)) return true;
   }
-  // The first free reader; when all are busy, this thread's own one (the
-  // threads are spread over the readers, so waiters split between them).
-  thread_local const std::size_t own = std::hash<std::thread::id>{}(std::this_thread::get_id()) % kReaders;
+  // The first free reader; when all are busy, this thread's own one (each
+  // thread gets the next one in turn, so waiters split between them).
+  static std::atomic<std::size_t> next_thread{0};
+  thread_local const std::size_t own = next_thread.fetch_add(1, std::memory_order_relaxed) % kReaders;
   std::unique_lock<std::mutex> held;
   Reader* reader = nullptr;
   for (std::size_t i = 0; i < kReaders && reader == nullptr; ++i) {
