@@ -29,8 +29,10 @@ CREATE INDEX IF NOT EXISTS prosody_deduplication_expiry ON prosody_deduplication
 
 }  // namespace
 
-SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer, Options options)
+SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer, Readers readers,
+                                   Options options)
     : options_(std::move(options)), writer_(std::move(writer)) {
+  for (std::size_t i = 0; i < kReaders; ++i) readers_[i].db = std::move(readers[i]);
   if (!options_.clock) options_.clock = system_clock();
   if (options_.max_pending == 0) options_.max_pending = 1;
   if (options_.purge_interval <= std::chrono::milliseconds::zero()) {
@@ -76,14 +78,14 @@ Result<std::unique_ptr<SqliteDedupStore>> SqliteDedupStore::open(const std::stri
   }
   // Every connection opens before the store exists: a store destroyed
   // half-built would flush through statements never prepared.
-  std::array<std::unique_ptr<sqlite::SqliteDatabase>, kReaders> readers;
+  Readers readers;
   for (auto& reader : readers) {
     auto db = open_connection(path, kReaderPragmas);
     if (!db) return db.error();
     reader = std::move(*db);
   }
-  std::unique_ptr<SqliteDedupStore> store(new SqliteDedupStore(std::move(*writer), std::move(options)));
-  for (std::size_t i = 0; i < kReaders; ++i) store->readers_[i].db = std::move(readers[i]);
+  std::unique_ptr<SqliteDedupStore> store(
+      new SqliteDedupStore(std::move(*writer), std::move(readers), std::move(options)));
   if (auto s = store->prepare_statements(); !s) return s.error();
   if (auto s = store->purge(); !s) return s.error();
   if (store->options_.flush_interval > std::chrono::milliseconds::zero()) {

@@ -19,16 +19,17 @@
 // page cache each written id dirties its own page, and the cost per id
 // grows with the file. Measured by bench/dedup.cc (4 handler threads, this
 // machine): lookup + record cost 46 µs per id written through, 5 µs with
-// group commit at 200k ids, 8-9 µs at 1M ids with the WAL checkpointed
-// every 64 MiB (11-12 µs at SQLite's default of 4 MiB); a lookup alone
-// 2-4 µs. Faster consumers use Cassandra or turn deduplication off
+// group commit at 200k ids, 6.5-7 µs at 1M ids (11-12 µs before the WAL
+// was checkpointed every 64 MiB instead of 4 and SQLite's allocation
+// statistics were turned off, sqlite_database.cc); a lookup alone 2-4 µs. Faster consumers use Cassandra or turn deduplication off
 // (idempotence_cache_size = 0).
 // contains() sees queued ids, so within the process nothing changes; other
 // connections to the file see them after the flush. A process crash loses
 // at most the last interval's ids; a power failure also the ids written
 // since the last checkpoint (synchronous=NORMAL: the WAL is fsynced only
 // there). Either way a message whose id was lost runs again if it is
-// delivered again (at-least-once, as without deduplication). flush() and the destructor write what is queued.
+// delivered again (at-least-once, as without deduplication). flush() and
+// the destructor write what is queued.
 // A failed write keeps the queue for the next flush and is reported to the
 // record() that triggered it, or by the next record() when the background
 // thread failed.
@@ -97,7 +98,9 @@ class SqliteDedupStore final : public DedupStore {
   Result<std::int64_t> size();
 
  private:
-  SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer, Options options);
+  static constexpr std::size_t kReaders = 4;
+  using Readers = std::array<std::unique_ptr<sqlite::SqliteDatabase>, kReaders>;
+  SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> writer, Readers readers, Options options);
   Status prepare_statements();
   std::int64_t now_ms() const;
   Status purge_locked(std::int64_t now);  // caller holds writer_mutex_
@@ -115,7 +118,6 @@ class SqliteDedupStore final : public DedupStore {
     std::unique_ptr<sqlite::SqliteDatabase> db;
     sqlite::Statement contains;
   };
-  static constexpr std::size_t kReaders = 4;
   std::array<Reader, kReaders> readers_;
   sqlite::Statement record_, purge_, count_, begin_, commit_, rollback_;  // writer
   std::int64_t next_purge_ms_ = 0;
