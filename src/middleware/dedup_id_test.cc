@@ -169,6 +169,37 @@ TEST(ScanJsonEventId, TheLeadingIdShortcutRefusesWhatTheParserWould) {
   EXPECT_EQ(scan_json_event_id(R"({ "id":"lead","id":"second"})"), "lead");
 }
 
+// The shortcut reads the id sixteen bytes at a time: every length around
+// the block edges, with a byte that stops it (or needs the UTF-8 check) at
+// every position, must agree with a full parse.
+TEST(ScanJsonEventId, TheLeadingIdShortcutAgreesWithTheParserAcrossBlockEdges) {
+  const std::vector<std::string> specials = {"", "\\\\", "\n", "\x01", "\x7f", "\xc3\xa9", "\xff", "\xe2\x82"};
+  int compared = 0;
+  for (std::size_t length = 0; length <= 50; ++length) {
+    for (const auto& special : specials) {
+      for (std::size_t at = 0; at <= length; ++at) {
+        std::string id(length, 'a');
+        id.insert(at, special);
+        for (const std::string tail : {R"(","x":1})", R"("})", R"(" , "y":[1]})"}) {
+          const std::string payload = R"({"id":")" + id + tail;
+          // A control character or bad UTF-8 in the id makes the document
+          // invalid: no id then, whichever path reads it.
+          std::optional<std::string> expected;
+          try {
+            const auto dom = nlohmann::json::parse(payload);
+            if (const auto e = json_event_id(dom)) expected = std::string(*e);
+          } catch (const nlohmann::json::exception&) {
+          }
+          EXPECT_EQ(scan_json_event_id(payload), expected) << payload;
+          ++compared;
+        }
+        if (special.empty()) break;  // one position is enough for nothing inserted
+      }
+    }
+  }
+  EXPECT_GT(compared, 1000);
+}
+
 TEST(ProducerDedupId, TopicKeyAndIdEachCountAndTheirBoundariesToo) {
   const auto base = producer_dedup_id("t", "k", "e");
   EXPECT_EQ(base, producer_dedup_id("t", "k", "e"));
