@@ -50,12 +50,13 @@ DedupId id_of(long i) {
 nlohmann::json run_store(const std::string& name, DedupStore& store, long ids, int threads, double rate_limit = 0,
                          long first = 0) {
   std::atomic<long> errors{0}, false_hits{0};
-  std::vector<std::vector<double>> lookup_us(threads);
+  std::vector<std::vector<double>> lookup_us(threads), record_us(threads);
   const auto start = steady_clock::now();
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       lookup_us[t].reserve(static_cast<std::size_t>(ids / threads + 1));
+      record_us[t].reserve(static_cast<std::size_t>(ids / threads + 1));
       for (long i = t; i < ids; i += threads) {
         if (rate_limit > 0) {
           std::this_thread::sleep_until(start + duration_cast<steady_clock::duration>(
@@ -70,7 +71,9 @@ nlohmann::json run_store(const std::string& name, DedupStore& store, long ids, i
           continue;
         }
         if (*seen) ++false_hits;
+        const auto recording = steady_clock::now();
         if (!store.record(id)) ++errors;
+        record_us[t].push_back(duration<double, std::micro>(steady_clock::now() - recording).count());
       }
     });
   }
@@ -83,23 +86,34 @@ nlohmann::json run_store(const std::string& name, DedupStore& store, long ids, i
     if (!seen || !*seen) ++missing;
   }
   const double rate = static_cast<double>(ids) / secs;
-  // How long a handler's lookup waited: the layer calls contains() before
-  // every new message, so its tail is added to the message's latency.
-  std::vector<double> all;
-  for (auto& v : lookup_us) all.insert(all.end(), v.begin(), v.end());
-  std::sort(all.begin(), all.end());
-  auto at = [&](double q) { return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<std::size_t>(q * static_cast<double>(all.size())))]; };
+  // How long a handler waited: the layer calls contains() before every new
+  // message and record() after it, so their tails add to its latency (a
+  // record() that fills the queue writes it).
+  auto percentiles = [](std::vector<std::vector<double>>& per_thread) {
+    std::vector<double> all;
+    for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
+    std::sort(all.begin(), all.end());
+    auto at = [&](double q) {
+      return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<std::size_t>(q * static_cast<double>(all.size())))];
+    };
+    return nlohmann::json{{"p50", at(0.5)}, {"p99", at(0.99)}, {"p999", at(0.999)}, {"max", all.empty() ? 0.0 : all.back()}};
+  };
+  const auto lookup = percentiles(lookup_us);
+  const auto recording = percentiles(record_us);
   std::cerr << fmt::format(
       "{:18} {:>9} ids in {:6.2f} s: {:>10.0f} ids/s ({:.2f} µs/id), lookup p50/p99/max {:.1f}/{:.1f}/{:.0f} µs, "
-      "errors {}, missing {}\n",
-      name, ids, secs, rate, 1e6 / rate, at(0.5), at(0.99), all.empty() ? 0.0 : all.back(), errors.load(), missing);
+      "record p99/p999/max {:.1f}/{:.0f}/{:.0f} µs, errors {}, missing {}\n",
+      name, ids, secs, rate, 1e6 / rate, lookup["p50"].get<double>(), lookup["p99"].get<double>(),
+      lookup["max"].get<double>(), recording["p99"].get<double>(), recording["p999"].get<double>(),
+      recording["max"].get<double>(), errors.load(), missing);
   return {{"store", name},
           {"ids", ids},
           {"threads", threads},
           {"seconds", secs},
           {"ids_per_sec", rate},
           {"us_per_id", 1e6 / rate},
-          {"lookup_us", {{"p50", at(0.5)}, {"p99", at(0.99)}, {"p999", at(0.999)}, {"max", all.empty() ? 0.0 : all.back()}}},
+          {"lookup_us", lookup},
+          {"record_us", recording},
           {"errors", errors.load()},
           {"false_hits", false_hits.load()},
           {"missing_after", missing}};
