@@ -64,4 +64,10 @@ std::optional<std::string> scan_json_event_id(std::string_view encoded);
 // into `scratch` when the id had to be decoded (escapes).
 std::optional<std::string_view> find_json_event_id(std::string_view encoded, std::string& scratch);
 
+// find_json_event_id's shortcut (public for its tests): the `<id>` of a
+// payload starting `{"id":"<id>"` and going on with `,` or `}`, the id free
+// of escapes and control characters and valid UTF-8; nullopt for anything
+// else (the parser then decides).
+std::optional<std::string_view> leading_plain_event_id(std::string_view encoded);
+
 }  // namespace prosody::middleware
