@@ -43,13 +43,16 @@ SqliteDedupStore::SqliteDedupStore(std::unique_ptr<sqlite::SqliteDatabase> write
 namespace {
 
 // Ids are random keys: every lookup and insert lands on a random page, so
-// the default 2 MB page cache misses once the file outgrows it. The writer
-// keeps 64 MB (about a million ids' pages; bench/dedup.cc: 10 % fewer µs
-// per id at 200k ids). A reader's cache is emptied whenever another
-// connection has committed since its last lookup (every flush, 50 ms), so
-// a bigger one would only hold pages it throws away.
-constexpr const char* kWriterPragmas = "PRAGMA cache_size=-65536;";
-constexpr const char* kReaderPragmas = "PRAGMA cache_size=-8192;";
+// a page cache misses once the file outgrows it, whatever its size; what it
+// keeps hot are the B-tree's inner pages. The writer keeps 16 MiB: 64 MiB
+// was 7-10 % more ids/s in bench/dedup.cc at 1M ids, but a pipeline
+// consumer's peak RSS 62 MiB higher (backlog on the mock, 3M records,
+// 45 s: 167 -> 105 MiB at the same 28k records/s; bench/PROFILE.md
+// "Session 12"), and the backlog target is 256 MiB. A reader's cache is
+// emptied whenever another connection has committed since its last lookup
+// (every flush, 50 ms), so SQLite's 2 MiB default is all it can use.
+constexpr const char* kWriterPragmas = "PRAGMA cache_size=-16384;";
+constexpr const char* kReaderPragmas = "PRAGMA cache_size=-2048;";
 
 Result<std::unique_ptr<sqlite::SqliteDatabase>> open_connection(const std::string& path, const char* pragmas) {
   auto db = sqlite::SqliteDatabase::open(path);
