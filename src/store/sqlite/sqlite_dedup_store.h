@@ -19,10 +19,11 @@
 // page cache each written id dirties its own page, and the cost per id
 // grows with the file. Measured by bench/dedup.cc (4 handler threads, this
 // machine): lookup + record cost 46 µs per id written through, 5 µs with
-// group commit at 200k ids, 6.5-7 µs at 1M ids (11-12 µs before the WAL
-// was checkpointed every 64 MiB instead of 4 and SQLite's allocation
-// statistics were turned off, sqlite_database.cc); a lookup alone 2-4 µs. Faster consumers use Cassandra or turn deduplication off
-// (idempotence_cache_size = 0).
+// group commit at 200k ids, 6.5-7.7 µs at 1M ids (7.7 with the writer's
+// page cache at 16 MiB; 11-12 µs before the WAL was checkpointed every
+// 64 MiB instead of 4 and SQLite's allocation statistics were turned off,
+// sqlite_database.cc); a lookup alone 2-4 µs. Faster consumers use
+// Cassandra or turn deduplication off (idempotence_cache_size = 0).
 // contains() sees queued ids, so within the process nothing changes; other
 // connections to the file see them after the flush. A process crash loses
 // at most the last interval's ids; a power failure also the ids written
